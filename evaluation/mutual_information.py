@@ -1,0 +1,117 @@
+"""Monte Carlo mixture estimates of I_q(y; z) and I_q(x; z) from posteriors.
+
+With x ~ the N test points and z ~ q(z | x), the marginal q(z) is the mixture
+(1/N) sum_i q(z | x_i) and q(z | y=c) the mixture over the N_c points of class c.
+Draw z_j ~ q(z | x_j) once per point and average, over j,
+    I(y; z):  log[(1/N_c) sum_{i: y_i = y_j} q(z_j | x_i)] - log[(1/N) sum_i q(z_j | x_i)]
+    I(x; z):  log q(z_j | x_j)                              - log[(1/N) sum_i q(z_j | x_i)]
+(Xiao & Bamler 2023). Both sums include i = j, so I(x; z) <= ln N and the
+estimates are biased upward when posteriors are narrow compared with the
+spacing of the points (every z_j is then "explained" by its own x_j alone).
+The [N, N] matrix of log q(z_j | x_i) is built in row chunks with matrix
+products, so memory is O(chunk_size * N) instead of O(N^2 d).
+"""
+import numpy as np
+from scipy.special import logsumexp
+
+
+def _check(means, stds, labels):
+    mu = np.asarray(means, dtype=np.float64)
+    sd = np.asarray(stds, dtype=np.float64)
+    y = np.asarray(labels)
+    if mu.ndim != 2 or mu.shape != sd.shape or y.shape != (len(mu),):
+        raise ValueError(
+            f"need means and stds of shape [N, d] and labels [N]; got {mu.shape}, {sd.shape}, "
+            f"{y.shape}: flatten each layer to [N, d]")
+    if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sd)) and np.all(sd > 0)):
+        raise ValueError("posterior means must be finite and stds finite and > 0: check the encoder")
+    return mu, sd, y
+
+
+def gaussian_log_density_matrix(z, means, stds):
+    """log N(z_j; means_i, diag(stds_i^2)) as an array [len(z), len(means)] (float64)."""
+    z = np.asarray(z, dtype=np.float64)
+    precision = 1.0 / np.square(stds)
+    # sum_d (z - mu)^2 / s^2 expanded into three matrix products.
+    quad = (np.square(z) @ precision.T - 2.0 * z @ (means * precision).T
+            + np.sum(np.square(means) * precision, axis=1))
+    log_norm = -np.sum(np.log(stds), axis=1) - 0.5 * z.shape[1] * np.log(2 * np.pi)
+    return -0.5 * np.maximum(quad, 0.0) + log_norm
+
+
+def _summary(values, ceiling=None, **settings):
+    out = {"value_nats": float(np.mean(values)),
+           "stderr_nats": float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0}
+    out["value_bits"] = out["value_nats"] / np.log(2)
+    if ceiling is not None:
+        out["ceiling_nats"] = float(ceiling)
+    out["settings"] = settings
+    return out
+
+
+def gaussian_mutual_information(means, stds, labels, rng, samples=None, chunk_size=500):
+    """Estimates I_q(y; z) and I_q(x; z) for diagonal-Gaussian posteriors.
+
+    means, stds: [N, d] parameters of q(z | x_i); labels: int [N]; rng: numpy
+    Generator (used only when `samples` is None); samples: optional [N, d] draws
+    z_j ~ q(z | x_j) to use instead. Returns {"label": {...}, "input": {...}} with
+    "value_nats", "stderr_nats" (i.i.d. standard error over j, ignoring the
+    dependence through the shared mixture), "value_bits" and settings; "input"
+    also carries "ceiling_nats" = ln N.
+    """
+    mu, sd, y = _check(means, stds, labels)
+    n = len(y)
+    if samples is None:
+        z = mu + sd * rng.standard_normal(mu.shape)
+    else:
+        z = np.asarray(samples, dtype=np.float64)
+        if z.shape != mu.shape:
+            raise ValueError(f"samples have shape {z.shape}, expected {mu.shape} like the means")
+    classes, y_index, counts = np.unique(y, return_inverse=True, return_counts=True)
+    label_terms = np.empty(n)
+    input_terms = np.empty(n)
+    for start in range(0, n, chunk_size):
+        rows = slice(start, min(start + chunk_size, n))
+        log_q = gaussian_log_density_matrix(z[rows], mu, sd)  # [chunk, N]
+        log_marginal = logsumexp(log_q, axis=1) - np.log(n)
+        own_class = y_index[rows]
+        log_conditional = np.empty(len(own_class))
+        for c in range(len(classes)):
+            in_c = own_class == c
+            if np.any(in_c):
+                log_conditional[in_c] = (
+                    logsumexp(log_q[np.ix_(in_c, y_index == c)], axis=1) - np.log(counts[c]))
+        label_terms[rows] = log_conditional - log_marginal
+        input_terms[rows] = log_q[np.arange(len(own_class)), np.arange(rows.start, rows.stop)] - log_marginal
+    settings = {"estimator": "Monte Carlo mixture, one draw z_j ~ q(z|x_j) per point",
+                "num_points": int(n), "num_dims": int(mu.shape[1]), "chunk_size": int(chunk_size)}
+    return {"label": _summary(label_terms, **settings),
+            "input": _summary(input_terms, ceiling=np.log(n), **settings)}
+
+
+def _entropy(p, axis=-1):
+    p = np.asarray(p, dtype=np.float64)
+    return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=axis)
+
+
+def categorical_mutual_information(probs, labels):
+    """Exact I_q(y; z) and I_q(x; z) for a categorical latent with q(z=k|x_i) = probs[i, k].
+
+    With x uniform over the N points both are finite sums, so no sampling:
+    I(x; z) = H[mean_i q] - mean_i H[q_i],  I(y; z) = H[mean_i q] - sum_c p(c) H[mean_{i in c} q].
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels)
+    if p.ndim != 2 or y.shape != (len(p),) or np.any(p < 0) or not np.allclose(p.sum(1), 1, atol=1e-4):
+        raise ValueError("need probs [N, K] with rows summing to 1 and labels [N]")
+    marginal_entropy = _entropy(p.mean(0))
+    classes, counts = np.unique(y, return_counts=True)
+    conditional = sum(cnt / len(y) * _entropy(p[y == c].mean(0)) for c, cnt in zip(classes, counts))
+    settings = {"estimator": "exact sum over the empirical data distribution", "num_points": int(len(y)),
+                "num_categories": int(p.shape[1])}
+
+    def exact(value, **extra):
+        return {"value_nats": float(value), "stderr_nats": 0.0, "value_bits": float(value / np.log(2)),
+                **extra, "settings": settings}
+    return {"label": exact(marginal_entropy - conditional),
+            "input": exact(marginal_entropy - np.mean(_entropy(p)), ceiling_nats=float(np.log(len(y))))}

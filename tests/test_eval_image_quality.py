@@ -1,0 +1,47 @@
+"""PSNR, Inception-style score and Frechet distance on arrays with known answers."""
+import numpy as np
+import pytest
+from scipy import linalg
+
+from evaluation import image_quality as iq
+
+
+def test_psnr_known_value():
+    x = np.zeros((3, 4, 4, 1))
+    result = iq.psnr(x, x + 0.1)
+    assert result["mean_db"] == pytest.approx(20.0)
+    assert iq.psnr(x, x)["mean_db"] == 100.0
+    with pytest.raises(ValueError):
+        iq.psnr(x, x[:2])
+
+
+def test_inception_score_extremes_and_factorization():
+    m = 10
+    confident_diverse = np.eye(m)[np.arange(1000) % m]
+    result = iq.inception_score(confident_diverse, num_splits=10)
+    assert result["inception_score"]["mean"] == pytest.approx(m)
+    assert result["diversity"]["mean"] == pytest.approx(m) and result["sharpness"]["mean"] == pytest.approx(1)
+    collapsed = iq.inception_score(np.eye(m)[np.zeros(1000, int)])
+    assert collapsed["inception_score"]["mean"] == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(m), 500)
+    result = iq.inception_score(probs, num_splits=5)
+    # IS = exp(E KL[p(y|x) || p(y)]) computed directly, per split, equals diversity * sharpness.
+    direct = [np.exp(np.mean(np.sum(part * np.log(part / part.mean(0)), axis=1)))
+              for part in np.split(probs, 5)]
+    assert result["inception_score"]["mean"] == pytest.approx(np.mean(direct), rel=1e-10)
+    assert result["inception_score"]["std"] == pytest.approx(np.std(direct), rel=1e-8)
+    assert 1 < result["inception_score"]["mean"] < m
+
+
+def test_frechet_distance_against_formula_and_gaussians():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(400, 6))
+    b = 2.0 + rng.normal(size=(400, 6)) @ rng.normal(size=(6, 6))
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = (np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(ca + cb)
+                - 2 * np.trace(linalg.sqrtm(ca @ cb).real))
+    assert iq.frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+    assert iq.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    # Singular covariances (features that never vary) stay finite and >= 0.
+    assert iq.frechet_distance(np.c_[a, np.zeros(400)], np.c_[b, np.zeros(400)]) == pytest.approx(expected, rel=1e-6)
