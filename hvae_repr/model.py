@@ -1,0 +1,219 @@
+"""The hierarchical VAE: generative model p(zL) ... p(z1|z2) p(x|z1) and
+generalized top-down inference q(zL|x) ... q(z1|z2,x), every factor a TFP distribution.
+
+Layer index 0 in every list is z1 (next to the data); the last is the top layer zL.
+"""
+import dataclasses
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from hvae_repr import likelihoods, networks
+
+tfd = tfp.distributions
+
+TOP_LATENTS = ("gaussian", "categorical")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    input_shape: tuple                # (H, W, C) images or (D,) vectors
+    latent_dims: tuple = (32, 16)     # z1 first
+    architecture: str = "mlp"
+    inference: str = "hvae"
+    likelihood: str = "bernoulli"
+    channels: int = 16                # conv only
+    hidden_units: int = 256           # mlp layers, and conv layers above z2
+    gaussian_sigma: float = 0.1       # gaussian likelihoods (initial value when learned)
+    num_mixtures: int = 5             # discretized_logistic_mixture
+    top_latent: str = "gaussian"      # or "categorical" (Gumbel-softmax relaxed in training)
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+        object.__setattr__(self, "latent_dims", tuple(int(d) for d in self.latent_dims))
+        if not self.latent_dims or min(self.latent_dims) < 1:
+            raise ValueError(f"latent_dims must list one positive size per layer, z1 first (got {self.latent_dims})")
+        for name, value, allowed in (("architecture", self.architecture, networks.ARCHITECTURES),
+                                     ("inference", self.inference, networks.INFERENCES),
+                                     ("likelihood", self.likelihood, likelihoods.LIKELIHOODS),
+                                     ("top_latent", self.top_latent, TOP_LATENTS)):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; use one of {', '.join(allowed)}")
+        if self.top_latent == "categorical" and self.latent_dims[-1] < 2:
+            raise ValueError("a categorical top layer needs at least 2 categories; raise the last --latent_dims entry")
+
+    @property
+    def num_layers(self):
+        return len(self.latent_dims)
+
+    @property
+    def params_per_value(self):
+        return 3 * self.num_mixtures if self.likelihood == "discretized_logistic_mixture" else 1
+
+
+class LayerPosterior(NamedTuple):
+    q: tfd.Distribution   # q(z_l | z_{l+1}, x), batch [B], event [d_l]
+    p: tfd.Distribution   # p(z_l | z_{l+1}) (or p(zL)), same shapes
+    z: tf.Tensor          # [B, d_l], the value handed to the layer below
+
+
+def gaussian(loc, scale):
+    return tfd.Independent(tfd.Normal(loc=loc, scale=scale), reinterpreted_batch_ndims=1)
+
+
+def ladder_merge(estimate, prior):
+    """Precision-weighted merge of a bottom-up estimate N(mu_hat, var_hat) with the prior N(mu_p, var_p)."""
+    var_hat, var_p = tf.square(estimate.distribution.scale), tf.square(prior.distribution.scale)
+    mu_hat, mu_p = estimate.distribution.loc, prior.distribution.loc
+    var = var_hat * var_p / (var_hat + var_p)
+    mean = (mu_hat * var_p + mu_p * var_hat) / (var_hat + var_p)
+    return gaussian(mean, tf.sqrt(var))
+
+
+class HierarchicalVAE(keras.Model):
+    """A hierarchical VAE with L >= 1 latent layers (see ModelConfig)."""
+
+    def __init__(self, model_config: ModelConfig, **kwargs):
+        super().__init__(name="hierarchical_vae", **kwargs)
+        self.model_config = model_config
+        nets = networks.build_networks(model_config)
+        self.bottom_up = nets.bottom_up
+        self.bottom_up_input = list(nets.bottom_up_input)
+        self.posterior_nets = nets.posterior
+        self.prior_nets = [p for p in nets.prior if p is not None]  # prior_nets[l] gives p(z_l | z_{l+1})
+        self.decoder = nets.decoder
+        self.likelihood = likelihoods.make_likelihood(
+            model_config.likelihood, len(model_config.input_shape),
+            model_config.gaussian_sigma, model_config.num_mixtures)
+
+    @property
+    def num_layers(self):
+        return self.model_config.num_layers
+
+    @property
+    def latent_names(self):
+        return [f"z{l + 1}" for l in range(self.num_layers)]
+
+    @property
+    def categorical_top(self):
+        return self.model_config.top_latent == "categorical"
+
+    def build_all(self):
+        """Creates every variable (Keras builds lazily) with one call on a dummy batch."""
+        x = tf.zeros((1,) + self.model_config.input_shape)
+        self.terms(x, seed=tf.constant([0, 0], tf.int32))
+        self.sample(1, seed=tf.constant([0, 0], tf.int32))
+        return self
+
+    # ---------------------------------------------------------------- factors
+    def _top_prior(self, batch):
+        d = self.model_config.latent_dims[-1]
+        if self.categorical_top:
+            return tfd.OneHotCategorical(logits=tf.zeros((batch, d)), dtype=tf.float32)
+        return gaussian(tf.zeros((batch, d)), tf.ones((batch, d)))
+
+    def _conditional_prior(self, l, z_above):
+        return gaussian(*self.prior_nets[l](z_above))
+
+    def _draw(self, dist, seed, use_mean):
+        return dist.mean() if use_mean else dist.sample(seed=seed)
+
+    def posteriors(self, x, seed=None, use_mean=False, temperature=None):
+        """Top-down inference. Returns one LayerPosterior per layer, z1 first.
+
+        use_mean: pass each layer's posterior mean (the mode for a categorical
+        top) to the layer below instead of a sample. temperature: Gumbel-softmax
+        temperature of a categorical top in training; None gives hard one-hot samples.
+        """
+        x = tf.convert_to_tensor(x, tf.float32)
+        features = []
+        for net, source in zip(self.bottom_up, self.bottom_up_input):
+            features.append(net(x if source < 0 else features[source]))
+        num = self.num_layers
+        seeds = tfp.random.split_seed(seed, n=num) if seed is not None else [None] * num
+        batch = tf.shape(x)[0]
+        result = [None] * num
+        z_above = None
+        for l in reversed(range(num)):
+            top = l == num - 1
+            net = self.posterior_nets[l]
+            params = net(features[l], z_above) if net.conditioned else net(features[l])
+            p = self._top_prior(batch) if top else self._conditional_prior(l, z_above)
+            if top and self.categorical_top:
+                q = tfd.OneHotCategorical(logits=params, dtype=tf.float32)
+                if use_mean:
+                    z = tf.one_hot(tf.argmax(params, axis=-1), tf.shape(params)[-1])
+                elif temperature is not None:
+                    z = tfd.RelaxedOneHotCategorical(temperature, logits=params).sample(seed=seeds[l])
+                else:
+                    z = q.sample(seed=seeds[l])
+            else:
+                q = gaussian(*params)
+                if self.model_config.inference == "ladder" and not top:
+                    q = ladder_merge(q, p)
+                z = self._draw(q, seeds[l], use_mean)
+            result[l] = LayerPosterior(q, p, z)
+            z_above = z
+        return result
+
+    def likelihood_distribution(self, z1):
+        return self.likelihood.distribution(self.decoder(z1))
+
+    # ------------------------------------------------------------- objective
+    def terms(self, x, seed, training=False, temperature=None):
+        """Per-example distortion and per-layer rates (nats), from one sample of every layer."""
+        x = tf.convert_to_tensor(x, tf.float32)
+        layers = self.posteriors(x, seed=seed, temperature=temperature if training else None)
+        log_px = self.likelihood_distribution(layers[0].z).log_prob(self.likelihood.event(x))
+        rates, kl_per_dim = [], []
+        for post in layers:
+            if isinstance(post.q, tfd.OneHotCategorical):
+                kl = tfd.kl_divergence(post.q, post.p)
+                per_dim = kl[:, None]
+            else:
+                per_dim = tfd.kl_divergence(post.q.distribution, post.p.distribution)
+                kl = tf.reduce_sum(per_dim, axis=-1)
+            rates.append(kl)
+            kl_per_dim.append(per_dim)
+        return {"distortion": -log_px, "rates": rates, "kl_per_dim": kl_per_dim}
+
+    def log_importance_weights(self, x, num_samples, seed):
+        """log p(x, z) - log q(z | x) for `num_samples` draws z ~ q(z | x); shape [num_samples, B]."""
+        x = tf.convert_to_tensor(x, tf.float32)
+        batch = tf.shape(x)[0]
+        x_rep = tf.tile(x, tf.concat([[num_samples], tf.ones(tf.rank(x) - 1, tf.int32)], 0))
+        layers = self.posteriors(x_rep, seed=seed)
+        log_w = self.likelihood_distribution(layers[0].z).log_prob(self.likelihood.event(x_rep))
+        for post in layers:
+            log_w += post.p.log_prob(post.z) - post.q.log_prob(post.z)
+        return tf.reshape(log_w, (num_samples, batch))
+
+    # ------------------------------------------------------------ user views
+    def encode(self, x):
+        """Posterior mean and standard deviation per layer, computed top-down with the means of the layers above."""
+        out = {}
+        for name, post in zip(self.latent_names, self.posteriors(x, use_mean=True)):
+            mean = post.q.mean()
+            std = tf.sqrt(mean * (1.0 - mean)) if isinstance(post.q, tfd.OneHotCategorical) else post.q.stddev()
+            out[name] = (mean, std)
+        return out
+
+    def sample_latents(self, x, seed):
+        return {name: post.z for name, post in zip(self.latent_names, self.posteriors(x, seed=seed))}
+
+    def decode(self, z1):
+        """Mean of p(x | z1) in data space."""
+        return self.likelihood.mean(self.decoder(z1))
+
+    def reconstruct(self, x):
+        return self.decode(self.posteriors(x, use_mean=True)[0].z)
+
+    def sample(self, n, seed):
+        """Ancestral samples z ~ p(z), returned as the mean of p(x | z1)."""
+        seeds = tfp.random.split_seed(seed, n=self.num_layers)
+        z = self._draw(self._top_prior(n), seeds[-1], use_mean=False)
+        for l in reversed(range(self.num_layers - 1)):
+            z = self._conditional_prior(l, z).sample(seed=seeds[l])
+        return self.decode(z)

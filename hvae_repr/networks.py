@@ -1,0 +1,203 @@
+"""The networks of a hierarchical VAE, for flat (`mlp`) and image (`conv`) inputs.
+
+`build_networks` returns one `Networks` bundle whatever the architecture:
+
+- `bottom_up[l]`: x (or the features of the layer below) -> deterministic features d_l(x)
+- `posterior[l]`: the inference head of layer l; for every layer but the top it
+  also sees the sampled layer above (`hvae`) or only d_l (`ladder`, merged with the prior)
+- `prior[l]`: z_{l+1} -> parameters of p(z_l | z_{l+1}), for l < L
+- `decoder`: z1 -> likelihood parameters [B, *input_shape, P]
+
+Layers above z1 are vectors in both architectures and share the same code
+(`VectorHead`, `prior` nets). The two-layer conv model is exactly the paper's
+reference architecture (122,713 parameters for 28x28x1, c=16, k=20, Bernoulli).
+Deeper conv hierarchies stack dense layers z3..zL on top of the z2 trunk.
+"""
+import dataclasses
+import math
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+ARCHITECTURES = ("mlp", "conv")
+INFERENCES = ("hvae", "ladder")
+
+
+class GaussianHeads(layers.Layer):
+    """Two parallel heads: loc and a softplus scale (the reference's 'two heads')."""
+
+    def __init__(self, loc_head, scale_head, **kwargs):
+        super().__init__(**kwargs)
+        self.loc_head = loc_head
+        self.scale_head = scale_head
+
+    def call(self, h):
+        loc = self.loc_head(h)
+        scale = tf.nn.softplus(self.scale_head(h)) + 1e-4
+        return keras.ops.reshape(loc, (-1, _flat(loc))), keras.ops.reshape(scale, (-1, _flat(scale)))
+
+
+def _flat(t):
+    return math.prod(t.shape[1:])
+
+
+def dense_heads(dim, name, categorical=False):
+    """Heads of a vector latent: (loc, scale) for Gaussian, logits for categorical."""
+    if categorical:
+        return layers.Dense(dim, name=f"{name}_logits")
+    return GaussianHeads(layers.Dense(dim, name=f"{name}_loc"),
+                         layers.Dense(dim, name=f"{name}_scale"), name=name)
+
+
+class VectorPosterior(layers.Layer):
+    """q(z_l | z_{l+1}, x) for a vector layer: features d_l(x) [+ features of z_{l+1}] -> heads."""
+
+    def __init__(self, dim, hidden, conditioned, categorical=False, **kwargs):
+        super().__init__(**kwargs)
+        self.conditioned = conditioned
+        if conditioned:
+            self.z_features = layers.Dense(hidden, activation="relu")
+            self.merge = layers.Dense(hidden, activation="relu")
+        self.heads = dense_heads(dim, "heads", categorical)
+
+    def call(self, d, z_above=None):
+        if self.conditioned:
+            d = self.merge(tf.concat([d, self.z_features(z_above)], axis=-1))
+        return self.heads(d)
+
+
+class ConvPosteriorZ1(layers.Layer):
+    """The reference q(z1 | z2, x): x branch and z2 branch merged by a 'mid' conv, 3x3 conv heads."""
+
+    def __init__(self, channels, z1_channels, image_size, conditioned, **kwargs):
+        super().__init__(**kwargs)
+        c = channels
+        self.conditioned = conditioned
+        if conditioned:
+            self.z_dense = layers.Dense(c * 16, activation="relu")
+            self.z_up = deconv_mid(c, image_size, activation="relu")
+        self.mid = conv_mid(c, image_size, activation="relu")
+        self.heads = GaussianHeads(layers.Conv2D(z1_channels, 3, padding="same"),
+                                   layers.Conv2D(z1_channels, 3, padding="same"), name="heads")
+
+    def call(self, d, z_above=None):
+        if self.conditioned:
+            z = self.z_up(keras.ops.reshape(self.z_dense(z_above), (-1, 4, 4, self.z_dense.units // 16)))
+            d = tf.concat([d, z], axis=-1)
+        return self.heads(self.mid(d))
+
+
+def conv_down(c, **kw):
+    return layers.Conv2D(c, 4, strides=2, padding="same", **kw)  # = PyTorch padding 1 on even sizes
+
+
+def conv_mid(c, image_size, **kw):
+    if image_size == 28:
+        return layers.Conv2D(c, 4, strides=1, padding="valid", **kw)  # 7 -> 4
+    return layers.Conv2D(c, 4, strides=2, padding="same", **kw)       # 8 -> 4
+
+
+def deconv_up(c, **kw):
+    return layers.Conv2DTranspose(c, 4, strides=2, padding="same", **kw)
+
+
+def deconv_mid(c, image_size, **kw):
+    if image_size == 28:
+        return layers.Conv2DTranspose(c, 4, strides=1, padding="valid", **kw)  # 4 -> 7
+    return layers.Conv2DTranspose(c, 4, strides=2, padding="same", **kw)       # 4 -> 8
+
+
+def prior_net(dim, hidden, name):
+    """p(z_l | z_{l+1}): one hidden dense layer, then Gaussian heads."""
+    return keras.Sequential([layers.Dense(hidden, activation="relu"), dense_heads(dim, "heads")], name=name)
+
+
+@dataclasses.dataclass
+class Networks:
+    bottom_up: list      # per layer, callable on the previous entry's output (x for l = 0)
+    bottom_up_input: list  # per layer: index of the bottom_up output it reads, or -1 for x
+    posterior: list
+    prior: list          # per layer l < L-1, else None
+    decoder: keras.Model
+
+
+def build_networks(config):
+    """Builds every network for a `ModelConfig`."""
+    if config.architecture == "mlp":
+        return _mlp_networks(config)
+    if config.architecture == "conv":
+        return _conv_networks(config)
+    raise ValueError(f"unknown architecture {config.architecture!r}; use one of {', '.join(ARCHITECTURES)}")
+
+
+def _vector_layers(config, networks, first):
+    """Bottom-up features, posteriors and priors of vector layers `first`..L-1 (shared by both architectures)."""
+    dims, hidden, top = config.latent_dims, config.hidden_units, len(config.latent_dims) - 1
+    for l in range(first, top + 1):
+        if l > first:  # layer `first` reads features that the caller already set up
+            networks.bottom_up.append(keras.Sequential([layers.Dense(hidden, activation="relu")], name=f"bottom_up_z{l + 1}"))
+            networks.bottom_up_input.append(l - 1)
+        conditioned = l < top and config.inference == "hvae"
+        categorical = l == top and config.top_latent == "categorical"
+        networks.posterior.append(
+            VectorPosterior(dims[l], hidden, conditioned, categorical, name=f"posterior_z{l + 1}"))
+        networks.prior.append(prior_net(dims[l], hidden, f"prior_z{l + 1}") if l < top else None)
+
+
+def _mlp_networks(config):
+    hidden = config.hidden_units
+    out_size = math.prod(config.input_shape) * config.params_per_value
+    networks = Networks(
+        bottom_up=[keras.Sequential([layers.Flatten(), layers.Dense(hidden, activation="relu"),
+                                     layers.Dense(hidden, activation="relu")], name="bottom_up_z1")],
+        bottom_up_input=[-1], posterior=[], prior=[],
+        decoder=keras.Sequential([layers.Dense(hidden, activation="relu"), layers.Dense(hidden, activation="relu"),
+                                  layers.Dense(out_size),
+                                  layers.Reshape(tuple(config.input_shape) + (config.params_per_value,))],
+                                 name="decoder"))
+    _vector_layers(config, networks, first=0)
+    return networks
+
+
+def _conv_networks(config):
+    h, w, channels_in = _check_conv_input(config)
+    c, z1_dim = config.channels, config.latent_dims[0]
+    if z1_dim % 16:
+        raise ValueError(f"conv z1 is a 4x4xC map, so its size must be a multiple of 16 (got {z1_dim}); "
+                         f"e.g. --latent_dims={16 * c},20")
+    z1_channels = z1_dim // 16
+    ladder = config.inference == "ladder"
+    # z1's x branch: down, down (7x7 or 8x8 features); the ladder variant also applies 'mid' itself.
+    x_branch = [conv_down(c, activation="relu"), conv_down(c, activation="relu")]
+    networks = Networks(
+        bottom_up=[keras.Sequential(x_branch, name="bottom_up_z1")],
+        bottom_up_input=[-1],
+        posterior=[ConvPosteriorZ1(c, z1_channels, h, conditioned=not ladder and len(config.latent_dims) > 1,
+                                   name="posterior_z1")],
+        prior=[prior_net(z1_dim, c * 8, "prior_z1")] if len(config.latent_dims) > 1 else [None],
+        decoder=keras.Sequential([
+            layers.Reshape((4, 4, z1_channels)),
+            deconv_mid(c, h, activation="relu"),
+            deconv_up(c, activation="relu"),
+            deconv_up(channels_in * config.params_per_value),
+            layers.Reshape((h, w, channels_in, config.params_per_value))], name="decoder"))
+    if len(config.latent_dims) > 1:
+        # z2's trunk reads x separately (the reference shares no weights between the two branches).
+        networks.bottom_up.append(keras.Sequential(
+            [conv_down(c, activation="relu"), conv_down(c, activation="relu"),
+             conv_mid(c, h, activation="relu"), layers.Flatten()], name="bottom_up_z2"))
+        networks.bottom_up_input.append(-1)
+        _vector_layers(config, networks, first=1)
+    return networks
+
+
+def _check_conv_input(config):
+    shape = tuple(config.input_shape)
+    if len(shape) != 3 or shape[0] != shape[1] or shape[0] not in (28, 32):
+        raise ValueError(f"the conv architecture needs 28x28xC or 32x32xC images (got input shape {shape}); "
+                         f"use --architecture=mlp for this data set")
+    if config.top_latent == "categorical" and len(config.latent_dims) == 1:
+        raise ValueError("the conv z1 is a Gaussian map and cannot be categorical; add a layer above it "
+                         "or use --top_latent=gaussian")
+    return shape
