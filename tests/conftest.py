@@ -1,0 +1,19 @@
+"""Shared fixtures. Tests never touch the network: downloads are switched off here."""
+import os
+
+os.environ["HVAE_REPR_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+
+TINY_RUN_SETTINGS = dict(dataset="digits", latent_dims=(8, 4), hidden_units=64, epochs=2, batch_size=64,
+                         kl_warmup_epochs=0, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished two-layer mlp run on digits (2 epochs), shared by every test that needs a trained model."""
+    from hvae_repr.config import TrainConfig
+    from hvae_repr.train import train
+    workdir = str(tmp_path_factory.mktemp("runs") / "tiny")
+    train(TrainConfig(workdir=workdir, **TINY_RUN_SETTINGS), verbose=False)
+    return workdir
