@@ -84,6 +84,12 @@ class HierarchicalVAE(keras.Model):
         self.posterior_nets = nets.posterior
         self.prior_nets = [p for p in nets.prior if p is not None]  # prior_nets[l] gives p(z_l | z_{l+1})
         self.decoder = nets.decoder
+        # tf.train.Checkpoint does not see layers inside Keras-tracked lists: name each one as an attribute.
+        for l, name in enumerate(self.latent_names):
+            setattr(self, f"bottom_up_{name}", self.bottom_up[l])
+            setattr(self, f"posterior_{name}", self.posterior_nets[l])
+            if l < len(self.prior_nets):
+                setattr(self, f"prior_{name}", self.prior_nets[l])
         self.likelihood = likelihoods.make_likelihood(
             model_config.likelihood, len(model_config.input_shape),
             model_config.gaussian_sigma, model_config.num_mixtures)

@@ -39,11 +39,17 @@ def check_same_run(workdir, config: TrainConfig):
         return
     old = read_config(workdir).to_json()
     new = config.to_json()
-    diffs = [f"{k}: {old[k]!r} there vs {new[k]!r} now" for k in new
+    diffs = [f"{k}: {_show(old.get(k))} there vs {_show(new[k])} now" for k in new
              if k not in RESUMABLE_DIFFERENCES and old.get(k) != new[k] and k != "workdir"]
     if diffs:
         raise ValueError(f"{workdir} holds a run with other settings ({'; '.join(diffs)}); "
                          f"pick a new --workdir or repeat the original flags to resume")
+
+
+def _show(value):
+    if isinstance(value, (list, tuple)):
+        return ",".join(f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in value)
+    return repr(value)
 
 
 def load_run_dataset(config: TrainConfig):

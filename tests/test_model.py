@@ -1,0 +1,149 @@
+"""The model's factors: shapes, the chain rule of the rates, the ladder merge, the reference architecture."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from hvae_repr.likelihoods import LIKELIHOODS
+from hvae_repr.model import HierarchicalVAE, ModelConfig, gaussian, ladder_merge
+
+tfd = tfp.distributions
+SEED = tf.constant([3, 4], tf.int32)
+
+
+def make(input_shape=(8, 8, 1), **kwargs):
+    keras.utils.set_random_seed(0)
+    return HierarchicalVAE(ModelConfig(input_shape=input_shape, hidden_units=kwargs.pop("hidden_units", 32),
+                                       **kwargs)).build_all()
+
+
+def test_reference_conv_architecture_has_the_papers_parameter_count():
+    model = make((28, 28, 1), architecture="conv", latent_dims=(256, 20), channels=16)
+    assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == 122_713
+    # z1 is a 4x4x16 map, flattened.
+    assert model.encode(tf.zeros((2, 28, 28, 1)))["z1"][0].shape == (2, 256)
+
+
+SHAPE_CASES = [
+    # (input_shape, architecture, latent_dims)
+    ((8, 8, 1), "mlp", (6,)), ((8, 8, 1), "mlp", (6, 4)), ((12,), "mlp", (6, 5, 3)),
+    ((28, 28, 1), "conv", (32,)), ((28, 28, 1), "conv", (32, 5)), ((32, 32, 3), "conv", (32, 6, 3)),
+]
+
+
+# Every network, layer count and inference variant, each likelihood on several of them.
+@pytest.mark.parametrize("case,likelihood,inference", [
+    (case, LIKELIHOODS[i % len(LIKELIHOODS)], inference)
+    for i, case in enumerate(SHAPE_CASES) for inference in ("hvae", "ladder")])
+def test_batch_and_event_shapes(case, likelihood, inference):
+    input_shape, architecture, dims = case
+    model = make(input_shape, architecture=architecture, latent_dims=dims, likelihood=likelihood,
+                 inference=inference, channels=2, num_mixtures=2)
+    x = tf.random.stateless_uniform((3,) + input_shape, seed=[1, 2])
+    layers = model.posteriors(x, seed=SEED)
+    assert len(layers) == len(dims)
+    for post, d in zip(layers, dims):
+        for dist in (post.q, post.p):
+            assert dist.batch_shape == (3,) and dist.event_shape == (d,)
+        assert post.z.shape == (3, d)
+    px = model.likelihood_distribution(layers[0].z)
+    assert px.batch_shape == (3,) and px.event_shape == input_shape
+    terms = model.terms(x, SEED)
+    assert terms["distortion"].shape == (3,)
+    assert [r.shape for r in terms["rates"]] == [(3,)] * len(dims)
+    assert [k.shape for k in terms["kl_per_dim"]] == [(3, d) for d in dims]
+    assert np.all(np.isfinite(terms["distortion"].numpy()))
+    assert model.reconstruct(x).shape == (3,) + input_shape
+    assert model.sample(2, SEED).shape == (2,) + input_shape
+    assert model.log_importance_weights(x, 4, SEED).shape == (4, 3)
+
+
+def test_categorical_top_layer():
+    model = make(latent_dims=(6, 5), top_latent="categorical")
+    x = tf.random.stateless_uniform((4, 8, 8, 1), seed=[1, 2])
+    relaxed = model.posteriors(x, seed=SEED, temperature=tf.constant(0.5))[-1].z.numpy()
+    hard = model.posteriors(x, seed=SEED)[-1].z.numpy()
+    assert np.allclose(relaxed.sum(-1), 1.0, atol=1e-5) and not np.all(np.isin(relaxed, [0.0, 1.0]))
+    assert np.all(np.isin(hard, [0.0, 1.0])) and np.all(hard.sum(-1) == 1)
+    probs = model.encode(x)["z2"][0].numpy()
+    rate = model.terms(x, SEED)["rates"][-1].numpy()
+    # KL[Cat(p) || uniform over K] = sum p log p + log K
+    expected = np.sum(probs * np.log(probs), -1) + np.log(5)
+    np.testing.assert_allclose(rate, expected, rtol=1e-4, atol=1e-5)
+
+
+def _monte_carlo_rates(model, x, num_samples):
+    """Per-sample log q - log p of every layer, and the analytic rates, on num_samples draws per example."""
+    x_rep = tf.tile(x, [num_samples, 1, 1, 1])
+    layers = model.posteriors(x_rep, seed=SEED)
+    log_ratio = np.stack([(post.q.log_prob(post.z) - post.p.log_prob(post.z)).numpy() for post in layers])
+    analytic = np.stack([tfd.kl_divergence(post.q, post.p).numpy() for post in layers])
+    return log_ratio, analytic
+
+
+@pytest.mark.parametrize("inference", ["hvae", "ladder"])
+def test_layer_rates_are_analytic_kls_and_sum_to_the_joint_kl(inference):
+    model = make(latent_dims=(5, 4, 3), inference=inference)
+    x = tf.random.stateless_uniform((2, 8, 8, 1), seed=[5, 6])
+    log_ratio, analytic = _monte_carlo_rates(model, x, num_samples=4000)   # [L, S*B]
+    # Each layer: E[log q(z_l|..) - log p(z_l|..)] equals the mean analytic KL given the layers above.
+    for l in range(3):
+        diff = log_ratio[l] - analytic[l]
+        assert abs(diff.mean()) < 4 * diff.std() / np.sqrt(diff.size) + 1e-3, f"layer z{l + 1}"
+    # Chain rule: the per-layer rates add up to KL[q(z_1..z_L|x) || p(z_1..z_L)], estimated by
+    # Monte Carlo from the joint log-density ratio (an independent estimate of the same number).
+    joint_mc = log_ratio.sum(0)
+    total = model.terms(tf.tile(x, [4000, 1, 1, 1]), SEED)["rates"]
+    total = np.sum([r.numpy() for r in total], axis=0)
+    stderr = joint_mc.std() / np.sqrt(joint_mc.size)
+    assert abs(joint_mc.mean() - total.mean()) < 4 * stderr + 1e-3
+
+
+def test_ladder_merge_matches_the_precision_weighted_formula():
+    rng = np.random.default_rng(0)
+    mu_hat, mu_p = rng.normal(size=(2, 5)).astype(np.float32)
+    s_hat, s_p = rng.uniform(0.2, 2.0, size=(2, 5)).astype(np.float32)
+    merged = ladder_merge(gaussian(mu_hat, s_hat), gaussian(mu_p, s_p)).distribution
+    var = s_hat ** 2 * s_p ** 2 / (s_hat ** 2 + s_p ** 2)
+    mean = (mu_hat * s_p ** 2 + mu_p * s_hat ** 2) / (s_hat ** 2 + s_p ** 2)
+    np.testing.assert_allclose(merged.loc.numpy(), mean, rtol=1e-5)
+    np.testing.assert_allclose(merged.scale.numpy() ** 2, var, rtol=1e-5)
+
+
+def test_importance_weights_bound_the_elbo():
+    model = make(latent_dims=(5, 3))
+    x = tf.random.stateless_uniform((4, 8, 8, 1), seed=[7, 8])
+    log_w = model.log_importance_weights(x, 2000, SEED).numpy()
+    terms = model.terms(tf.tile(x, [2000, 1, 1, 1]), SEED)
+    neg_elbo = (terms["distortion"] + tf.add_n(terms["rates"])).numpy().reshape(2000, 4).mean(0)
+    # -E[log w] is the negative ELBO (Monte Carlo), and the IW bound is tighter.
+    np.testing.assert_allclose(-log_w.mean(0), neg_elbo, rtol=0.02)
+    iw = np.log(np.mean(np.exp(log_w - log_w.max(0)), 0)) + log_w.max(0)
+    assert np.all(-iw <= neg_elbo + 1e-3)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(latent_dims=()), "one positive size per layer"),
+    (dict(latent_dims=(4, 0)), "one positive size per layer"),
+    (dict(architecture="resnet"), "unknown architecture 'resnet'"),
+    (dict(inference="bottom_up"), "unknown inference"),
+    (dict(likelihood="poisson"), "unknown likelihood"),
+    (dict(top_latent="categorical", latent_dims=(4, 1)), "at least 2 categories"),
+    (dict(architecture="conv", latent_dims=(30, 5)), "conv architecture needs 28x28xC or 32x32xC"),
+])
+def test_bad_model_settings_are_rejected_with_a_clear_message(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make(**kwargs)
+
+
+def test_conv_z1_size_must_be_a_4x4_map():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        make((28, 28, 1), architecture="conv", latent_dims=(30, 5))
+
+
+def test_checkpoint_holds_every_variable(tmp_path):
+    model = make(latent_dims=(5, 4, 3), likelihood="gaussian_learned_sigma")
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    saved = [name for name, _ in tf.train.list_variables(path) if name.startswith("model/")]
+    assert len(saved) == len(model.variables) > 0
