@@ -9,7 +9,7 @@ workdir resumes from the last checkpoint; a finished run is not trained again.
 import dataclasses
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from hvae_repr.config import TrainConfig
 
@@ -81,6 +81,7 @@ def _parse_list(items, kind, name):
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # keeps TensorFlow's per-checkpoint INFO lines out of the log
     try:
         config = config_from_flags()
         train(config, verbose=True)
