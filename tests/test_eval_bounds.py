@@ -104,3 +104,33 @@ def test_t1_checked_with_known_entropy_and_unknown_otherwise():
     unknown = bounds.check_t1(d, r, None)
     assert unknown["status"] == "unknown" and unknown["data_entropy_nats"] is None
     assert unknown["violated"] is None and "unknown" in unknown["reason"]
+
+
+def test_t1_on_the_synthetic_mixture_with_its_exact_posterior():
+    # A "model" whose latent is the mixture component, with the exact posterior
+    # q(k|x) = p(k|x) and the true prior p(k): its ELBO is tight, so per example
+    # D + R = -log p(x) and the T1 slack is 0. Any other q has positive slack.
+    from scipy.special import logsumexp, softmax
+
+    from hvae_repr import synthetic
+    source = synthetic.make_synthetic(image_shape=(4, 4, 1), num_classes=3, num_styles=2, seed=0)
+    x, _ = source.sample(400, np.random.default_rng(0))
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    probs = source.probs.reshape(-1, flat.shape[1])
+    log_lik = flat @ np.log(probs).T + (1 - flat) @ np.log1p(-probs).T  # log p(x | k)
+    log_w = np.log(source.weights.ravel())
+    log_prob = source.log_prob(x)
+    np.testing.assert_allclose(logsumexp(log_lik + log_w, axis=1), log_prob, rtol=1e-12)
+
+    def terms(q):
+        distortion = -np.sum(q * log_lik, axis=1)
+        rate = np.sum(q * (np.log(np.clip(q, 1e-300, None)) - log_w), axis=1)
+        return distortion, rate
+    exact = bounds.check_t1(*terms(softmax(log_lik + log_w, axis=1)), log_prob)
+    assert exact["status"] == "checked" and not exact["violated"]
+    assert exact["slack_nats"] == pytest.approx(0.0, abs=1e-9)
+    assert exact["data_entropy_nats"] == pytest.approx(synthetic.entropy_estimate(source.log_prob, x)[0])
+    uniform = bounds.check_t1(*terms(np.full_like(log_lik, 1 / log_lik.shape[1])), log_prob)
+    assert uniform["slack_nats"] > 0.1 and not uniform["violated"]
+    d, r = terms(softmax(log_lik + log_w, axis=1))
+    assert bounds.check_t1(d - 0.5, r, log_prob)["violated"]
