@@ -90,7 +90,10 @@ class Trainer:
         for epoch in range(start_epoch, cfg.epochs):
             started = time.time()
             order = np.random.default_rng([cfg.seed, epoch]).permutation(num_train)
-            progress = keras.utils.Progbar(steps_per_epoch) if self.verbose and sys.stdout.isatty() else None
+            progress = None
+            if self.verbose and sys.stdout.isatty():
+                print(f"epoch {epoch + 1}/{cfg.epochs}")
+                progress = keras.utils.Progbar(steps_per_epoch)
             totals = {}
             for i in range(steps_per_epoch):
                 step = epoch * steps_per_epoch + i
@@ -102,7 +105,8 @@ class Trainer:
                 for key, value in out.items():
                     totals[key] = totals.get(key, 0.0) + value.numpy()
                 if progress is not None:
-                    progress.update(i + 1, [("loss", float(out["loss"])), ("distortion", float(out["distortion"]))])
+                    progress.update(i + 1, [("loss", float(out["loss"])), ("D", float(out["distortion"]))] +
+                                    [(f"R(z{l + 1})", float(out[f"rate_z{l + 1}"])) for l in range(model.num_layers)])
             means = {k: v / steps_per_epoch for k, v in totals.items()}
             seconds_var.assign_add(time.time() - started)
             epoch_var.assign(epoch + 1)
