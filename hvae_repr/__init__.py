@@ -12,3 +12,11 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # These import TensorFlow: load them on first use so that `import hvae_repr` stays light.
+    if name in ("load_encoder", "HVAEFeatures", "HVAEEncoderLayer"):
+        import importlib
+        return getattr(importlib.import_module("hvae_repr.features"), name)
+    raise AttributeError(f"module 'hvae_repr' has no attribute {name!r}")

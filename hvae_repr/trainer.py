@@ -126,6 +126,9 @@ class Trainer:
                 self.log(_epoch_summary(line, cfg.epochs))
 
         result = self._test_result(model, dataset, float(seconds_var), steps_per_epoch)
+        # Export before the result file: a failed export leaves the run unfinished, so rerunning redoes it.
+        from hvae_repr import export
+        export.export_model(model, cfg.workdir, cfg)
         io_utils.write_json_atomic(result_file, result)
         self.log(format_table(result))
         return result
