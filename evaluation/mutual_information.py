@@ -28,15 +28,27 @@ def _check(means, stds, labels):
     return mu, sd, y
 
 
+class _GaussianMixture:
+    """log N(z; means_i, diag(stds_i^2)) for all components i with one matrix product.
+
+    sum_d (z_d - mu_id)^2 / s_id^2 = [z^2, z, 1] . [1/s^2, -2 mu/s^2, sum_d mu^2/s^2]_i.
+    """
+
+    def __init__(self, means, stds):
+        precision = 1.0 / np.square(stds)
+        self.rhs = np.concatenate([precision, -2.0 * means * precision,
+                                   np.sum(np.square(means) * precision, 1, keepdims=True)], 1).T
+        self.log_norm = -np.sum(np.log(stds), axis=1) - 0.5 * means.shape[1] * np.log(2 * np.pi)
+
+    def log_density(self, z):
+        z = np.asarray(z, dtype=np.float64)
+        quad = np.concatenate([np.square(z), z, np.ones((len(z), 1))], 1) @ self.rhs
+        return -0.5 * np.maximum(quad, 0.0) + self.log_norm
+
+
 def gaussian_log_density_matrix(z, means, stds):
     """log N(z_j; means_i, diag(stds_i^2)) as an array [len(z), len(means)] (float64)."""
-    z = np.asarray(z, dtype=np.float64)
-    precision = 1.0 / np.square(stds)
-    # sum_d (z - mu)^2 / s^2 expanded into three matrix products.
-    quad = (np.square(z) @ precision.T - 2.0 * z @ (means * precision).T
-            + np.sum(np.square(means) * precision, axis=1))
-    log_norm = -np.sum(np.log(stds), axis=1) - 0.5 * z.shape[1] * np.log(2 * np.pi)
-    return -0.5 * np.maximum(quad, 0.0) + log_norm
+    return _GaussianMixture(np.asarray(means, np.float64), np.asarray(stds, np.float64)).log_density(z)
 
 
 def _summary(values, ceiling=None, **settings):
@@ -68,21 +80,24 @@ def gaussian_mutual_information(means, stds, labels, rng, samples=None, chunk_si
         if z.shape != mu.shape:
             raise ValueError(f"samples have shape {z.shape}, expected {mu.shape} like the means")
     classes, y_index, counts = np.unique(y, return_inverse=True, return_counts=True)
+    one_hot = np.eye(len(classes))[y_index]  # [N, M]
+    mixture = _GaussianMixture(mu, sd)
     label_terms = np.empty(n)
     input_terms = np.empty(n)
     for start in range(0, n, chunk_size):
-        rows = slice(start, min(start + chunk_size, n))
-        log_q = gaussian_log_density_matrix(z[rows], mu, sd)  # [chunk, N]
-        log_marginal = logsumexp(log_q, axis=1) - np.log(n)
-        own_class = y_index[rows]
-        log_conditional = np.empty(len(own_class))
-        for c in range(len(classes)):
-            in_c = own_class == c
-            if np.any(in_c):
-                log_conditional[in_c] = (
-                    logsumexp(log_q[np.ix_(in_c, y_index == c)], axis=1) - np.log(counts[c]))
-        label_terms[rows] = log_conditional - log_marginal
-        input_terms[rows] = log_q[np.arange(len(own_class)), np.arange(rows.start, rows.stop)] - log_marginal
+        rows = np.arange(start, min(start + chunk_size, n))
+        log_q = mixture.log_density(z[rows])  # [chunk, N]
+        own = log_q[np.arange(len(rows)), rows]
+        # logsumexp per class as one product: exp(log_q - row max) @ one_hot.
+        row_max = log_q.max(axis=1, keepdims=True)
+        class_sums = np.exp(log_q - row_max) @ one_hot  # [chunk, M]
+        log_marginal = np.log(class_sums.sum(1)) + row_max[:, 0] - np.log(n)
+        with np.errstate(divide="ignore"):
+            log_own_class = np.log(class_sums[np.arange(len(rows)), y_index[rows]]) + row_max[:, 0]
+        for r in np.flatnonzero(~np.isfinite(log_own_class)):  # underflow: redo this row exactly
+            log_own_class[r] = logsumexp(log_q[r, y_index == y_index[rows[r]]])
+        label_terms[rows] = log_own_class - np.log(counts[y_index[rows]]) - log_marginal
+        input_terms[rows] = own - log_marginal
     settings = {"estimator": "Monte Carlo mixture, one draw z_j ~ q(z|x_j) per point",
                 "num_points": int(n), "num_dims": int(mu.shape[1]), "chunk_size": int(chunk_size)}
     return {"label": _summary(label_terms, **settings),

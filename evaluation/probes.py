@@ -8,6 +8,7 @@ same split; the paper's public code reshuffled it per model.
 import time
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
@@ -109,3 +110,24 @@ def evaluate_probes(representation, labels, probes=tuple(PROBES), test_fraction=
             entry["hyperparameters"]["chosen_C"] = float(np.ravel(pipeline[-1].C_)[0])
         result[name] = entry
     return result
+
+
+def evaluate_probe_sets(representations, labels, probes=tuple(PROBES), test_fraction=0.25, seed=0, n_jobs=1):
+    """evaluate_probes for each entry of {key: representation [N, d]}, on the same split.
+
+    With n_jobs > 1 the (representation, probe) pairs run in that many worker
+    processes (each with one BLAS thread, which is also faster per probe here).
+    """
+    tasks = [(key, name) for key in representations for name in probes]
+    # Largest representations first, so the slowest jobs do not start last.
+    tasks.sort(key=lambda t: -np.shape(representations[t[0]])[-1])
+    args = [(representations[key], labels, (name,), test_fraction, seed) for key, name in tasks]
+    if n_jobs == 1:
+        outputs = [evaluate_probes(*a) for a in args]
+    else:
+        outputs = Parallel(n_jobs=n_jobs)(delayed(evaluate_probes)(*a) for a in args)
+    results = {key: {} for key in representations}
+    for (key, name), out in zip(tasks, outputs):
+        results[key]["settings"] = out["settings"]
+        results[key][name] = out[name]
+    return {key: {name: results[key][name] for name in ("settings",) + tuple(probes)} for key in representations}

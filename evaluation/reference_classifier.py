@@ -64,9 +64,11 @@ class ReferenceClassifier:
 
     def __init__(self, model, info):
         import keras
+        import tensorflow as tf
         self.model = model
         self.info = info
-        self._both = keras.Model(model.input, [model.output, model.get_layer(FEATURE_LAYER).output])
+        both = keras.Model(model.input, [model.output, model.get_layer(FEATURE_LAYER).output])
+        self._both = tf.function(lambda x: both(x, training=False), reduce_retracing=True)
 
     @property
     def test_accuracy(self):
@@ -80,7 +82,7 @@ class ReferenceClassifier:
             raise ValueError(f"classifier expects inputs of shape [N, {expected}]; got {x.shape}")
         probs, feats = [], []
         for start in range(0, len(x), batch_size):
-            p, f = self._both(x[start:start + batch_size], training=False)
+            p, f = self._both(x[start:start + batch_size])
             probs.append(np.asarray(p, dtype=np.float64))
             feats.append(np.asarray(f, dtype=np.float64))
         return np.concatenate(probs), np.concatenate(feats)

@@ -80,3 +80,30 @@ def test_bad_input_is_rejected():
         mi.gaussian_mutual_information(np.zeros((3, 2)), np.zeros((3, 2)), np.zeros(3, int), None)
     with pytest.raises(ValueError, match="shape"):
         mi.gaussian_mutual_information(np.zeros((3, 2)), np.ones((3, 1)), np.zeros(3, int), None)
+
+
+def _naive(means, stds, labels, z):
+    """The estimator written out directly with scipy, for comparison."""
+    from scipy.special import logsumexp
+    log_q = norm.logpdf(z[:, None, :], means[None], stds[None]).sum(-1)
+    n = len(labels)
+    marginal = logsumexp(log_q, axis=1) - np.log(n)
+    own_class = np.array([logsumexp(log_q[j, labels == labels[j]]) - np.log(np.sum(labels == labels[j]))
+                          for j in range(n)])
+    return np.mean(own_class - marginal), np.mean(np.diag(log_q) - marginal)
+
+
+def test_matches_direct_formula_including_underflowing_rows():
+    rng = np.random.default_rng(6)
+    n, d = 60, 200
+    y = np.arange(n) % 2
+    means = 0.5 * rng.standard_normal((n, d)) + y[:, None]
+    stds = np.ones((n, d))
+    z = means + stds * rng.standard_normal((n, d))
+    # Point 1 (class 1) sits exactly on z_0 with a tiny std: for row 0 the class-0
+    # sum is ~1000 nats below the row maximum, which underflows exp().
+    means[1], stds[1] = z[0], 0.01
+    result = mi.gaussian_mutual_information(means, stds, y, None, samples=z, chunk_size=16)
+    label, inp = _naive(means, stds, y, z)
+    assert result["label"]["value_nats"] == pytest.approx(label, rel=1e-9)
+    assert result["input"]["value_nats"] == pytest.approx(inp, rel=1e-9)

@@ -53,3 +53,15 @@ def test_bad_input_is_rejected():
         probes.evaluate_probes(np.zeros((5, 2)), np.zeros(4, int))
     with pytest.raises(ValueError, match="unknown probe"):
         probes.evaluate_probes(*_blobs(n=40), probes=("tree",))
+
+
+def test_probe_sets_in_worker_processes_match_sequential():
+    x, y = _blobs(n=300)
+    reps = {"a": x, ("b", "const"): np.zeros((300, 2))}
+    names = ("linear_svm", "knn5")
+    sequential = probes.evaluate_probe_sets(reps, y, probes=names, seed=2)
+    parallel = probes.evaluate_probe_sets(reps, y, probes=names, seed=2, n_jobs=2)
+    for key in reps:
+        assert list(parallel[key]) == ["settings", *names]
+        for name in names:
+            assert parallel[key][name]["num_correct"] == sequential[key][name]["num_correct"]
