@@ -47,6 +47,20 @@ class EvalOptions:
     classifier_min_steps: int = 1000
     classifier_max_train: int = 0    # 0 = the whole training split
 
+    def __post_init__(self):
+        for name in ("batch_size", "num_generated", "score_splits", "classifier_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1 (got {getattr(self, name)})")
+        for name in ("max_test", "iw_samples", "classifier_min_steps", "classifier_max_train"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, with 0 meaning off or all (got {getattr(self, name)})")
+        for name in ("probe_test_fraction", "confidence"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name} must lie strictly between 0 and 1 (got {getattr(self, name)})")
+        unknown = set(self.probe_names) - set(probes.PROBES)
+        if unknown or not self.probe_names:
+            raise ValueError(f"probe_names must list probes among {', '.join(probes.PROBES)} (got {self.probe_names})")
+
 
 def library_versions():
     import keras
@@ -337,9 +351,14 @@ def main(argv):
     values = flags.FLAGS
     if not values.workdir:
         raise app.UsageError("--workdir is required: pass the folder of a trained run")
-    options = EvalOptions(**{
-        f.name: tuple(values[f.name].value) if isinstance(f.default, tuple) else values[f.name].value
-        for f in dataclasses.fields(EvalOptions)})
+    from hvae_repr import runs
+    try:  # bad flags or run folder: one line, no traceback
+        options = EvalOptions(**{
+            f.name: tuple(values[f.name].value) if isinstance(f.default, tuple) else values[f.name].value
+            for f in dataclasses.fields(EvalOptions)})
+        runs.read_config(values.workdir)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     result = evaluate(values.workdir, options)
     path = write_result(values.workdir, result)
     print(format_summary(result))

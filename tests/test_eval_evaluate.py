@@ -97,3 +97,12 @@ def test_synthetic_run_checks_t1(tmp_path):
 def test_missing_run_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="run folder"):
         ev.evaluate(str(tmp_path), ev.EvalOptions(), verbose=False)
+
+
+def test_bad_options_are_rejected():
+    with pytest.raises(ValueError, match="num_generated"):
+        ev.EvalOptions(num_generated=0)
+    with pytest.raises(ValueError, match="confidence"):
+        ev.EvalOptions(confidence=1.5)
+    with pytest.raises(ValueError, match="probe_names"):
+        ev.EvalOptions(probe_names=("tree",))
