@@ -117,11 +117,7 @@ class Trainer:
                                  float(seconds_var), warmup)
             io_utils.append_jsonl(metrics_file, line)
             with writer.as_default(step=(epoch + 1) * steps_per_epoch):
-                for key, value in means.items():
-                    if np.ndim(value) == 0:
-                        tf.summary.scalar(f"train/{key}", value)
-                    else:
-                        tf.summary.histogram(f"train/{key}", value)
+                _write_summaries(means)
             if progress is None:
                 self.log(_epoch_summary(line, cfg.epochs))
 
@@ -194,6 +190,20 @@ def evaluate_terms(model, x, seed, batch_size=500):
         "neg_elbo_nats": distortion + total,
         "active_units": by_layer([int(np.sum(d / n > objective.ACTIVE_UNIT_THRESHOLD_NATS)) for d in dims]),
     }
+
+
+def _write_summaries(means):
+    """TensorBoard scalars named with their unit: nats, and bits for the rates; KL per dimension as histograms."""
+    import tensorflow as tf
+    for key, value in means.items():
+        if key.startswith("active_units"):
+            tf.summary.scalar(f"train/{key}", value)
+        elif np.ndim(value) > 0:
+            tf.summary.histogram(f"train/{key}_nats", value)
+        else:
+            tf.summary.scalar(f"train/{key}_nats", value)
+            if "rate" in key:
+                tf.summary.scalar(f"train/{key}_bits", objective.nats_to_bits(value))
 
 
 def _metrics_line(means, num_layers, epoch, step, seconds, warmup):

@@ -157,3 +157,14 @@ def test_categorical_top_layer_trains(tmp_path):
                                      **{**SMALL, "latent_dims": (6, 10), "epochs": 1}), verbose=False)
     assert np.isfinite(result["test"]["neg_elbo_nats"])
     assert 0 <= result["test"]["rate_nats"]["z2"] <= np.log(10) + 1e-4
+
+
+def test_tensorboard_shows_rates_in_nats_and_bits(finished):
+    import tensorflow as tf
+    summaries = runs.path(finished[0], runs.SUMMARIES)
+    tags = set()
+    for name in os.listdir(summaries):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(summaries, name)):
+            tags.update(v.tag for v in event.summary.value)
+    assert {"train/rate_z1_nats", "train/rate_z1_bits", "train/rate_z2_bits", "train/total_rate_bits",
+            "train/distortion_nats", "train/active_units_z1", "train/kl_per_dim_z2_nats"} <= tags
