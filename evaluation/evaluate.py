@@ -21,6 +21,7 @@ from scipy.special import logsumexp
 import hvae_repr  # noqa: F401  (sets TF environment variables before TF loads)
 from evaluation import bounds, image_quality, mutual_information, probes, reference_classifier
 from hvae_repr import io_utils
+from hvae_repr.trainer import library_versions
 
 EVAL_RESULT = "eval_result.json"
 LOWER_LAYER_MI_NOTE = (
@@ -60,17 +61,6 @@ class EvalOptions:
         unknown = set(self.probe_names) - set(probes.PROBES)
         if unknown or not self.probe_names:
             raise ValueError(f"probe_names must list probes among {', '.join(probes.PROBES)} (got {self.probe_names})")
-
-
-def library_versions():
-    import keras
-    import scipy
-    import sklearn
-    import tensorflow as tf
-    import tensorflow_probability as tfp
-    return {"tensorflow": tf.__version__, "tensorflow_probability": tfp.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "scipy": scipy.__version__, "scikit_learn": sklearn.__version__,
-            "python": sys.version.split()[0]}
 
 
 def _mean_se(values):

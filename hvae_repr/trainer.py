@@ -14,11 +14,14 @@ from hvae_repr import io_utils, objective, runs
 
 
 def library_versions():
+    import keras
+    import scipy
     import sklearn
     import tensorflow as tf
     import tensorflow_probability as tfp
-    return {"tensorflow": tf.__version__, "tensorflow_probability": tfp.__version__,
-            "numpy": np.__version__, "scikit_learn": sklearn.__version__, "python": sys.version.split()[0]}
+    return {"tensorflow": tf.__version__, "tensorflow_probability": tfp.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "scipy": scipy.__version__, "scikit_learn": sklearn.__version__,
+            "python": sys.version.split()[0]}
 
 
 def set_threads(threads):
