@@ -5,6 +5,8 @@ os.environ["HVAE_REPR_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 
+import hvae_repr  # noqa: E402,F401  (sets TensorFlow's environment before any test imports it)
+
 TINY_RUN_SETTINGS = dict(dataset="digits", latent_dims=(8, 4), hidden_units=64, epochs=2, batch_size=64,
                          kl_warmup_epochs=0, seed=0)
 
