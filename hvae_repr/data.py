@@ -1,7 +1,8 @@
 """Named data sets as numpy arrays: images float32 in [0, 1], labels int64.
 
 Real data sets are read from `data_dir` in their published file formats (never
-through pickle). Files are looked for in `data_dir/<set>/` and then `data_dir/`.
+through pickle). Files are looked for in `data_dir/<set>/` and then `data_dir/`
+(IDX files, named alike for MNIST and Fashion-MNIST, only in `data_dir/<set>/`).
 Missing files are downloaded into `data_dir/<set>/` unless downloads are off
 (`download=False` or the environment variable HVAE_REPR_OFFLINE=1); otherwise,
 or when the download fails, loading stops with one line naming the files.
@@ -84,19 +85,23 @@ def _locate(name, data_dir, download, options, urls):
     """
     folders = [os.path.join(data_dir, name), data_dir]
 
+    def where(option):
+        # MNIST and Fashion-MNIST share the IDX file names: look for those only in data_dir/<name>/.
+        return folders[:1] if option == _IDX_FILES else folders
+
     def find():
         for folder in folders:
             for option in options:
                 paths = [os.path.join(folder, f) for f in option]
-                if all(os.path.isfile(p) for p in paths):
+                if folder in where(option) and all(os.path.isfile(p) for p in paths):
                     return paths
         return None
 
     paths = find()
     if paths:
         return paths
-    wanted = " or ".join(", ".join(option) for option in options)
-    problem = f"{name}: no {wanted} in {folders[0]} or {data_dir}"
+    wanted = " or ".join(f"{', '.join(option)} (in {' or '.join(where(option))})" for option in options)
+    problem = f"{name}: no {wanted}"
     bases = {url.rsplit("/", 1)[0] for url in urls.values()}
     source = f"them from {bases.pop()}/" if len(urls) > 1 and len(bases) == 1 else " ".join(urls.values())
     fix = f"download {source} into {folders[0]} or pass --data_dir"

@@ -112,7 +112,7 @@ def test_fashion_mnist_idx_and_npz(tmp_path):
 
 def test_binary_mnist_thresholds_at_half(tmp_path):
     arrays = _mnist_arrays(seed=3)
-    _write_idx_set(tmp_path, arrays)
+    _write_idx_set(tmp_path / "mnist", arrays)  # binary_mnist reads MNIST's files
     ds = load_dataset("binary_mnist", str(tmp_path))
     assert ds.name == "binary_mnist"
     assert set(np.unique(ds.x_train)) <= {0.0, 1.0}
@@ -120,9 +120,17 @@ def test_binary_mnist_thresholds_at_half(tmp_path):
     np.testing.assert_array_equal(ds.x_test[..., 0], (arrays[2] >= 128).astype(np.float32))
 
 
-def test_bad_idx_file_is_reported(tmp_path):
+def test_idx_files_of_one_set_are_never_read_as_the_other(tmp_path):
+    # MNIST and Fashion-MNIST share the IDX names, so loose IDX files in data_dir/ belong to neither.
     _write_idx_set(tmp_path, _mnist_arrays())
-    with gzip.open(tmp_path / data._IDX_FILES[0], "wb") as f:
+    for name in ("mnist", "fashion_mnist"):
+        message = _one_line_error(load_dataset, name, str(tmp_path))
+        assert f"(in {tmp_path / name})" in message and message.startswith(f"{name}: no ")
+
+
+def test_bad_idx_file_is_reported(tmp_path):
+    _write_idx_set(tmp_path / "mnist", _mnist_arrays())
+    with gzip.open(tmp_path / "mnist" / data._IDX_FILES[0], "wb") as f:
         f.write(b"\x00\x00\x0d\x03not an image file")
     assert "not an unsigned-byte IDX file" in _one_line_error(load_dataset, "mnist", str(tmp_path))
 
