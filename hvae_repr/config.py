@@ -3,8 +3,6 @@ import dataclasses
 import math
 import os
 
-DEFAULT_LATENT_DIMS = {"mlp": (32, 16), "conv": None}  # conv: (16 * channels, 20), the reference model
-
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -54,7 +52,8 @@ class TrainConfig:
                 "runs", f"{name}_{self.architecture}_{self.inference}_betas{tag}_seed{self.seed}"))
 
     def default_latent_dims(self):
-        return DEFAULT_LATENT_DIMS.get(self.architecture) or (16 * self.channels, 20)
+        # conv: z1 is the reference model's 4x4xchannels map, z2 has the paper's 20 dimensions.
+        return (16 * self.channels, 20) if self.architecture == "conv" else (32, 16)
 
     def model_config(self, input_shape):
         from hvae_repr.model import ModelConfig

@@ -306,8 +306,9 @@ DATASETS = {
 }
 
 
-def load_dataset(name: str, data_dir: str | None = None, download: bool | None = None) -> Dataset:
-    """Loads a named data set (see DATASETS, or "npz:PATH") and validates it.
+def load_dataset(name: str, data_dir: str | None = None, download: bool | None = None,
+                 likelihood: str | None = None) -> Dataset:
+    """Loads a named data set (see DATASETS, or "npz:PATH") and validates it (for `likelihood`, if given).
 
     download: None follows the environment (off when HVAE_REPR_OFFLINE=1); True/False force it.
     """
@@ -318,7 +319,7 @@ def load_dataset(name: str, data_dir: str | None = None, download: bool | None =
         ds = DATASETS[name](data_dir, download)
     else:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or npz:PATH")
-    validate_dataset(ds)
+    validate_dataset(ds, likelihood)
     return ds
 
 

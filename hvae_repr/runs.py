@@ -54,9 +54,7 @@ def _show(value):
 
 def load_run_dataset(config: TrainConfig):
     from hvae_repr import data
-    dataset = data.load_dataset(config.dataset, config.data_dir or None)
-    data.validate_dataset(dataset, likelihood=config.likelihood)
-    return dataset
+    return data.load_dataset(config.dataset, config.data_dir or None, likelihood=config.likelihood)
 
 
 def build_model(model_config):

@@ -82,12 +82,15 @@ def _parse_list(items, kind, name):
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # keeps TensorFlow's per-checkpoint INFO lines out of the log
-    try:
-        config = config_from_flags()
-        train(config, verbose=True)
-    except ValueError as e:  # bad input: one clear line, no traceback
+    from hvae_repr import trainer
+    try:  # bad input: one clear line, no traceback (errors during training keep theirs)
+        run = trainer.Trainer(config_from_flags(), verbose=True)
+        finished = run.prepare()
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    if finished is None:
+        run.fit()
 
 
 def run_main():

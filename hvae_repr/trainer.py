@@ -48,6 +48,12 @@ class Trainer:
             print(message, flush=True)
 
     def run(self):
+        """Trains (or resumes) the run; a finished run's result is returned as it is."""
+        return self.prepare() or self.fit()
+
+    def prepare(self):
+        """Checks the settings, the workdir and the data, and builds the model: every error that
+        bad input can cause is raised here, before training. Returns the result of a finished run."""
         cfg = self.config
         runs.check_same_run(cfg.workdir, cfg)
         result_file = runs.path(cfg.workdir, runs.TRAIN_RESULT)
@@ -57,20 +63,26 @@ class Trainer:
             self.log(format_table(result))
             return result
         set_threads(cfg.threads)
-        dataset = runs.load_run_dataset(cfg)
-        if len(dataset.x_train) < cfg.batch_size:
-            raise ValueError(f"--batch_size={cfg.batch_size} exceeds the {len(dataset.x_train)} training examples "
-                             f"of {cfg.dataset}; lower --batch_size")
+        self.dataset = runs.load_run_dataset(cfg)
+        if len(self.dataset.x_train) < cfg.batch_size:
+            raise ValueError(f"--batch_size={cfg.batch_size} exceeds the {len(self.dataset.x_train)} training "
+                             f"examples of {cfg.dataset}; lower --batch_size")
         import keras
-        import tensorflow as tf
         keras.utils.set_random_seed(cfg.seed)
-        model_config = cfg.model_config(dataset.input_shape)
-        model = runs.build_model(model_config)
+        model_config = cfg.model_config(self.dataset.input_shape)
+        self.model = runs.build_model(model_config)
         os.makedirs(cfg.workdir, exist_ok=True)
         if not os.path.isfile(runs.path(cfg.workdir, runs.CONFIG)):
             io_utils.write_json_atomic(runs.path(cfg.workdir, runs.CONFIG), {
                 "flags": cfg.to_json(), "model": dataclasses.asdict(model_config)})
+        return None
 
+    def fit(self):
+        """Trains from the last checkpoint to the end, then writes export/ and train_result.json."""
+        import keras
+        import tensorflow as tf
+        cfg, model, dataset = self.config, self.model, self.dataset
+        result_file = runs.path(cfg.workdir, runs.TRAIN_RESULT)
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
         optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -111,16 +123,20 @@ class Trainer:
                     progress.update(i + 1, [("loss", float(out["loss"])), ("D", float(out["distortion"]))] +
                                     [(f"R(z{l + 1})", float(out[f"rate_z{l + 1}"])) for l in range(model.num_layers)])
             means = {k: v / steps_per_epoch for k, v in totals.items()}
+            for l in range(model.num_layers):  # active over the epoch, not the mean of per-batch counts
+                means[f"active_units_z{l + 1}"] = int(np.sum(
+                    means[f"kl_per_dim_z{l + 1}"] > objective.ACTIVE_UNIT_THRESHOLD_NATS))
             seconds_var.assign_add(time.time() - started)
             epoch_var.assign(epoch + 1)
-            if time.time() - last_save >= cfg.checkpoint_every_secs or epoch + 1 == cfg.epochs:
-                manager.save(checkpoint_number=epoch + 1)
-                last_save = time.time()
+            # The line goes first: after a crash before the checkpoint, resuming drops it and trains again.
             line = _metrics_line(means, model.num_layers, epoch + 1, (epoch + 1) * steps_per_epoch,
                                  float(seconds_var), warmup)
             io_utils.append_jsonl(metrics_file, line)
             with writer.as_default(step=(epoch + 1) * steps_per_epoch):
                 _write_summaries(means)
+            if time.time() - last_save >= cfg.checkpoint_every_secs or epoch + 1 == cfg.epochs:
+                manager.save(checkpoint_number=epoch + 1)
+                last_save = time.time()
             if progress is None:
                 self.log(_epoch_summary(line, cfg.epochs))
 
@@ -143,11 +159,9 @@ class Trainer:
         def train_step(x, seed, betas, temperature):
             with tf.GradientTape() as tape:
                 terms = model.terms(x, seed, training=True, temperature=temperature)
-                loss = objective.hit_loss(terms["distortion"], terms["rates"], tf.unstack(betas))
-            grads = tape.gradient(loss, model.trainable_variables)
+                summary = objective.summarize(terms, tf.unstack(betas))
+            grads = tape.gradient(summary["loss"], model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            summary = objective.summarize(terms, tf.unstack(betas))
-            summary["loss"] = loss
             return summary
 
         return train_step

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from absl import flags
 
 from hvae_repr import io_utils, runs, train
@@ -48,6 +49,8 @@ def test_run_writes_every_file_with_named_layers_and_units(finished):
     assert set(result["versions"]) >= {"tensorflow", "tensorflow_probability", "numpy"}
     assert result["train_seconds"] > 0
     assert [line["epoch"] for line in lines(workdir)] == [1, 2, 3]
+    for line in lines(workdir):
+        assert all(0 <= line["active_units"][k] <= d for k, d in (("z1", 6), ("z2", 4)))
 
 
 def test_training_lowers_the_loss(finished):
@@ -85,6 +88,9 @@ def test_interrupted_run_resumes_where_it_stopped(finished, tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         train.train(TrainConfig(workdir=workdir, **SMALL), verbose=False)
     assert not os.path.exists(runs.path(workdir, runs.TRAIN_RESULT))
+    # The crash came after epoch 2's metrics line but before its checkpoint: resuming drops that line.
+    assert [line["epoch"] for line in lines(workdir)] == [1, 2]
+    assert tf.train.latest_checkpoint(runs.path(workdir, runs.CHECKPOINTS)).endswith("ckpt-1")
     monkeypatch.setattr(io_utils, "append_jsonl", original)
 
     result = train.train(TrainConfig(workdir=workdir, **SMALL), verbose=False)
@@ -168,3 +174,13 @@ def test_tensorboard_shows_rates_in_nats_and_bits(finished):
             tags.update(v.tag for v in event.summary.value)
     assert {"train/rate_z1_nats", "train/rate_z1_bits", "train/rate_z2_bits", "train/total_rate_bits",
             "train/distortion_nats", "train/active_units_z1", "train/kl_per_dim_z2_nats"} <= tags
+
+
+def test_command_line_reports_bad_input_in_one_line(parsed_flags, tmp_path, capsys):
+    parsed_flags("--betas=1,1,1", f"--workdir={tmp_path / 'run'}")
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["hvae-train"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --betas has 3 values but --latent_dims has 2 layers") and "\n" not in err
+    assert not os.path.exists(tmp_path / "run")
