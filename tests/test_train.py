@@ -177,7 +177,8 @@ def test_tensorboard_shows_rates_in_nats_and_bits(finished):
 
 
 def test_command_line_reports_bad_input_in_one_line(parsed_flags, tmp_path, capsys):
-    parsed_flags("--betas=1,1,1", f"--workdir={tmp_path / 'run'}")
+    with pytest.raises(ValueError):
+        parsed_flags("--betas=1,1,1", f"--workdir={tmp_path / 'run'}")  # flags parsed, config refused
     with pytest.raises(SystemExit) as exit_info:
         train.main(["hvae-train"])
     assert exit_info.value.code == 2
