@@ -161,7 +161,7 @@ def main(argv):
 def run_main():
     from absl import app, flags
     # Defined here, not at import: hvae_repr.train defines its own --workdir in the same global FLAGS.
-    flags.DEFINE_string("workdir", "", "Run folder to (re-)export; writes RUN/export/ (replaced atomically).")
+    flags.DEFINE_string("workdir", "", "Run folder to (re-)export; writes RUN/export/ (built beside the old one, then swapped in).")
     app.run(main)
 
 
