@@ -12,6 +12,8 @@ distributed like the test images' give a small Frechet distance.
 """
 import numpy as np
 
+from evaluation.stats import entropy, mean_stderr
+
 NOT_INCEPTION_NOTE = (
     "computed with this project's reference CNN for the data set, not the Inception network: "
     "not comparable with published IS/FID, but comparable between models of the same data set "
@@ -29,14 +31,10 @@ def psnr(x, x_hat, data_range=1.0):
         raise ValueError(f"psnr needs two image batches of equal shape; got {x.shape} and {x_hat.shape}")
     mse = np.mean(np.square(x - x_hat).reshape(len(x), -1), axis=1)
     per_image = np.minimum(10.0 * np.log10(data_range ** 2 / np.maximum(mse, 1e-300)), 100.0)
-    return {"mean_db": float(per_image.mean()),
-            "stderr_db": float(per_image.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0,
+    mean, stderr = mean_stderr(per_image)
+    return {"mean_db": mean, "stderr_db": stderr,
             "settings": {"data_range": data_range, "averaging": "mean over images of per-image PSNR",
                          "num_images": int(len(x))}}
-
-
-def _entropy(p, axis=-1):
-    return -np.sum(p * np.log(np.clip(p, 1e-30, None)), axis=axis)
 
 
 def inception_score(probs, num_splits=10):
@@ -50,8 +48,8 @@ def inception_score(probs, num_splits=10):
         raise ValueError(f"need probs [N, M] with N >= num_splits={num_splits}; got {p.shape}")
     scores = {"inception_score": [], "diversity": [], "sharpness": []}
     for part in np.array_split(p, num_splits):
-        diversity = np.exp(_entropy(part.mean(0)))
-        sharpness = np.exp(-np.mean(_entropy(part)))
+        diversity = np.exp(entropy(part.mean(0)))
+        sharpness = np.exp(-np.mean(entropy(part)))
         scores["diversity"].append(diversity)
         scores["sharpness"].append(sharpness)
         scores["inception_score"].append(diversity * sharpness)

@@ -14,6 +14,8 @@ products, so memory is O(chunk_size * N) instead of O(N^2 d).
 import numpy as np
 from scipy.special import logsumexp
 
+from evaluation.stats import entropy, mean_stderr, nats_to_bits
+
 
 def _check(means, stds, labels):
     mu = np.asarray(means, dtype=np.float64)
@@ -51,10 +53,8 @@ def gaussian_log_density_matrix(z, means, stds):
     return _GaussianMixture(np.asarray(means, np.float64), np.asarray(stds, np.float64)).log_density(z)
 
 
-def _summary(values, ceiling=None, **settings):
-    out = {"value_nats": float(np.mean(values)),
-           "stderr_nats": float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0}
-    out["value_bits"] = out["value_nats"] / np.log(2)
+def _summary(value, stderr, ceiling=None, **settings):
+    out = {"value_nats": float(value), "stderr_nats": float(stderr), "value_bits": nats_to_bits(float(value))}
     if ceiling is not None:
         out["ceiling_nats"] = float(ceiling)
     out["settings"] = settings
@@ -100,13 +100,8 @@ def gaussian_mutual_information(means, stds, labels, rng, samples=None, chunk_si
         input_terms[rows] = own - log_marginal
     settings = {"estimator": "Monte Carlo mixture, one draw z_j ~ q(z|x_j) per point",
                 "num_points": int(n), "num_dims": int(mu.shape[1]), "chunk_size": int(chunk_size)}
-    return {"label": _summary(label_terms, **settings),
-            "input": _summary(input_terms, ceiling=np.log(n), **settings)}
-
-
-def _entropy(p, axis=-1):
-    p = np.asarray(p, dtype=np.float64)
-    return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=axis)
+    return {"label": _summary(*mean_stderr(label_terms), **settings),
+            "input": _summary(*mean_stderr(input_terms), ceiling=np.log(n), **settings)}
 
 
 def categorical_mutual_information(probs, labels):
@@ -119,14 +114,11 @@ def categorical_mutual_information(probs, labels):
     y = np.asarray(labels)
     if p.ndim != 2 or y.shape != (len(p),) or np.any(p < 0) or not np.allclose(p.sum(1), 1, atol=1e-4):
         raise ValueError("need probs [N, K] with rows summing to 1 and labels [N]")
-    marginal_entropy = _entropy(p.mean(0))
+    marginal_entropy = entropy(p.mean(0))
     classes, counts = np.unique(y, return_counts=True)
-    conditional = sum(cnt / len(y) * _entropy(p[y == c].mean(0)) for c, cnt in zip(classes, counts))
+    conditional = sum(cnt / len(y) * entropy(p[y == c].mean(0)) for c, cnt in zip(classes, counts))
     settings = {"estimator": "exact sum over the empirical data distribution", "num_points": int(len(y)),
                 "num_categories": int(p.shape[1])}
-
-    def exact(value, **extra):
-        return {"value_nats": float(value), "stderr_nats": 0.0, "value_bits": float(value / np.log(2)),
-                **extra, "settings": settings}
-    return {"label": exact(marginal_entropy - conditional),
-            "input": exact(marginal_entropy - np.mean(_entropy(p)), ceiling_nats=float(np.log(len(y))))}
+    return {"label": _summary(marginal_entropy - conditional, 0.0, **settings),
+            "input": _summary(marginal_entropy - np.mean(entropy(p)), 0.0, ceiling=np.log(len(y)),
+                              **settings)}
