@@ -28,7 +28,12 @@ def test_image_classifier_learns_digits_and_is_cached(digits, tmp_path):
     np.testing.assert_allclose(second.predict(digits.x_test[:50])[0], probs, atol=1e-6)
     assert (tmp_path / "digits" / "model.keras").exists()
     # Other settings or other data retrain instead of reusing a mismatched cache.
-    assert rc.load_or_train(digits, cache_dir=str(tmp_path), epochs=1, min_steps=10).info["cached"] is False
+    other_settings = dict(epochs=1, min_steps=10)
+    assert rc.load_or_train(digits, cache_dir=str(tmp_path), **other_settings).info["cached"] is False
+    assert rc.load_or_train(digits, cache_dir=str(tmp_path), **other_settings).info["cached"] is True
+    # Same name and images, other labels: the cache's fingerprint of the training data differs.
+    relabeled = dataclasses.replace(digits, y_train=(digits.y_train + 1) % digits.num_classes)
+    assert rc.load_or_train(relabeled, cache_dir=str(tmp_path), **other_settings).info["cached"] is False
 
 
 def test_flat_inputs_get_an_mlp(digits, tmp_path):
