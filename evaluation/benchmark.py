@@ -8,9 +8,11 @@ The one-time training of the reference classifier is reported separately and
 left out of the total when it happened in this call.
 """
 import argparse
+import dataclasses
 import os
 
 from evaluation import evaluate as ev
+from hvae_repr import runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(REPO, "..", "shared", "data")
@@ -26,17 +28,23 @@ def main():
     parser.add_argument("--iw_samples", type=int, default=0)
     parser.add_argument("--probe_samples", action="store_true")
     parser.add_argument("--classifier_dir", default="")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Replace an eval_result.json of other settings in the workdir.")
     args = parser.parse_args()
 
-    if not os.path.isfile(os.path.join(args.workdir, "train_result.json")):
+    options = ev.EvalOptions(iw_samples=args.iw_samples, probe_samples=args.probe_samples,
+                             classifier_dir=args.classifier_dir)
+    try:
+        ev.check_overwrite(args.workdir, dataclasses.asdict(options), args.overwrite)
+    except ValueError as e:
+        parser.error(str(e))
+    if not os.path.isfile(runs.path(args.workdir, runs.TRAIN_RESULT)):
         from hvae_repr.config import TrainConfig
         from hvae_repr.train import train
         train(TrainConfig(dataset=args.dataset, data_dir=args.data_dir, architecture=args.architecture,
                           epochs=args.train_epochs, workdir=args.workdir, kl_warmup_epochs=0))
-    options = ev.EvalOptions(iw_samples=args.iw_samples, probe_samples=args.probe_samples,
-                             classifier_dir=args.classifier_dir)
     result = ev.evaluate(args.workdir, options)
-    ev.write_result(args.workdir, result)
+    ev.write_result(args.workdir, result, overwrite=args.overwrite)
     seconds = dict(result["seconds"])
     total = seconds.pop("total")
     trained_now = not result["reference_classifier"]["cached"]

@@ -9,9 +9,19 @@ All information quantities are in nats.
 import numpy as np
 from scipy import stats
 
+from evaluation.stats import entropy, mean_stderr
+
+# Likelihoods that give a probability mass per image: only their distortion -log p(x|z)
+# compares with the data's (discrete) entropy. A density's -log p is a differential quantity.
+DISCRETE_LIKELIHOODS = ("bernoulli", "discretized_logistic_mixture")
+
 
 def label_prior(labels, num_classes=None):
-    """Class frequencies of `labels` (ints 0..M-1); M = num_classes or max label + 1."""
+    """Class frequencies of `labels` (ints 0..M-1); M = num_classes or max label + 1.
+
+    Pass the data set's num_classes when `labels` may miss a class (a truncated test
+    set): absent classes get prior 0 and M stays the number of classes.
+    """
     y = np.asarray(labels)
     if y.ndim != 1 or len(y) == 0 or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
         raise ValueError("labels must be a non-empty 1-D array of integers >= 0")
@@ -19,12 +29,6 @@ def label_prior(labels, num_classes=None):
     if num_classes is not None and len(counts) > num_classes:
         raise ValueError(f"labels reach {len(counts) - 1} but num_classes is {num_classes}")
     return counts / counts.sum()
-
-
-def entropy(prior):
-    p = np.asarray(prior, dtype=np.float64)
-    p = p[p > 0]
-    return float(-np.sum(p * np.log(p)))
 
 
 def fano_f(accuracy, prior):
@@ -122,12 +126,7 @@ def check_t2(probes, information, prior, confidence=0.99):
     return result
 
 
-def _mean_se(values):
-    v = np.asarray(values, dtype=np.float64)
-    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
-
-
-def check_t1(distortion, total_rate, log_prob=None, confidence=0.99):
+def check_t1(distortion, total_rate, log_prob=None, confidence=0.99, likelihood=None):
     """Checks E[D] >= H[p_data] - E[total rate] from per-example arrays in nats.
 
     distortion, total_rate: [N] per test example; log_prob: exact log p_data(x)
@@ -135,10 +134,11 @@ def check_t1(distortion, total_rate, log_prob=None, confidence=0.99):
     estimated as -mean log p(x) over the test points (samples of p_data). The
     slack D + R + log p(x) is averaged per example (a paired estimate, so its
     standard error accounts for correlations between D, R and log p); violated
-    when slack + z * stderr < 0.
+    when slack + z * stderr < 0. likelihood: the model's p(x|z) by name; one
+    outside DISCRETE_LIKELIHOODS (a density, e.g. gaussian) makes T1 "not applicable".
     """
-    d_mean, d_se = _mean_se(distortion)
-    r_mean, r_se = _mean_se(total_rate)
+    d_mean, d_se = mean_stderr(distortion)
+    r_mean, r_se = mean_stderr(total_rate)
     result = {"expected_distortion_nats": d_mean, "expected_distortion_stderr_nats": d_se,
               "expected_total_rate_nats": r_mean, "expected_total_rate_stderr_nats": r_se,
               "confidence": confidence}
@@ -147,8 +147,14 @@ def check_t1(distortion, total_rate, log_prob=None, confidence=0.99):
                       reason="the data entropy H[p_data] is unknown for this data set; "
                              "T1 is checked only on data with an exact log-probability")
         return result
-    h_mean, h_se = _mean_se(-np.asarray(log_prob, dtype=np.float64))
-    slack, slack_se = _mean_se(np.asarray(distortion) + np.asarray(total_rate) + np.asarray(log_prob))
+    if likelihood is not None and likelihood not in DISCRETE_LIKELIHOODS:
+        result.update(status="not applicable", data_entropy_nats=None, violated=None,
+                      reason=f"the {likelihood} likelihood is a density, so its distortion is not comparable "
+                             f"with the discrete data entropy; T1 needs a discrete likelihood "
+                             f"({', '.join(DISCRETE_LIKELIHOODS)})")
+        return result
+    h_mean, h_se = mean_stderr(-np.asarray(log_prob, dtype=np.float64))
+    slack, slack_se = mean_stderr(np.asarray(distortion) + np.asarray(total_rate) + np.asarray(log_prob))
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     result.update(status="checked", data_entropy_nats=h_mean, data_entropy_stderr_nats=h_se,
                   lower_bound_on_distortion_nats=h_mean - r_mean,

@@ -14,12 +14,14 @@ import dataclasses
 import os
 import sys
 import time
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.special import logsumexp
 
 import hvae_repr  # noqa: F401  (sets TF environment variables before TF loads)
 from evaluation import bounds, image_quality, mutual_information, probes, reference_classifier
+from evaluation.stats import mean_stderr, nats_to_bits
 from hvae_repr import io_utils
 from hvae_repr.trainer import library_versions
 
@@ -39,7 +41,7 @@ class EvalOptions:
     probe_seed: int = 0
     probe_test_fraction: float = 0.25
     probe_names: tuple = tuple(probes.PROBES)
-    probe_jobs: int = 2              # worker processes for the probes (1 = none)
+    probe_jobs: int = 2              # worker processes for the probes (1 = none, -1 = one per CPU core)
     confidence: float = 0.99
     num_generated: int = 10000
     score_splits: int = 10
@@ -58,14 +60,68 @@ class EvalOptions:
         for name in ("probe_test_fraction", "confidence"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"{name} must lie strictly between 0 and 1 (got {getattr(self, name)})")
+        if self.probe_jobs < 1 and self.probe_jobs != -1:
+            raise ValueError(f"probe_jobs must be at least 1, or -1 for one per CPU core (got {self.probe_jobs})")
         unknown = set(self.probe_names) - set(probes.PROBES)
         if unknown or not self.probe_names:
             raise ValueError(f"probe_names must list probes among {', '.join(probes.PROBES)} (got {self.probe_names})")
 
 
+# Settings that do not change any number of the result (left out of the overwrite check).
+NEUTRAL_SETTINGS = ("probe_jobs",)
+
+
+class LoadedRun(NamedTuple):
+    model: Any
+    config: Any        # hvae_repr.config.TrainConfig
+    dataset: Any       # hvae_repr.data.Dataset
+    seconds: float
+
+
+def check_finished(workdir):
+    """ValueError (one line) unless `workdir` holds a run that has finished training."""
+    from hvae_repr import runs
+    runs.read_config(workdir)
+    if not os.path.isfile(runs.path(workdir, runs.TRAIN_RESULT)):
+        raise ValueError(f"{workdir} has not finished training (no {runs.TRAIN_RESULT}); finish it with "
+                         f"python -m hvae_repr.train --workdir={workdir} and the run's original flags")
+
+
+def load_run(workdir):
+    """A finished run's model, config and data set; ValueError (one line) when the run cannot be evaluated."""
+    from hvae_repr import runs
+    start = time.perf_counter()
+    check_finished(workdir)
+    model, config = runs.load_model(workdir)
+    dataset = runs.load_run_dataset(config)
+    return LoadedRun(model, config, dataset, time.perf_counter() - start)
+
+
+def check_overwrite(workdir, settings, overwrite=False):
+    """Refuses to replace an eval_result.json computed with other settings (unless `overwrite`).
+
+    settings: the new result's, i.e. dataclasses.asdict(EvalOptions(...)).
+    """
+    path = os.path.join(workdir, EVAL_RESULT)
+    if overwrite or not os.path.exists(path):
+        return
+    fix = "pass --overwrite to replace it, or repeat its settings"
+    try:
+        old = io_utils.read_json(path).get("settings")
+    except (OSError, ValueError, AttributeError):
+        old = None
+    if not isinstance(old, dict):
+        raise ValueError(f"{path} exists and its settings cannot be read; {fix}")
+    new = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
+    diffs = [f"{k}: {old.get(k)!r} there vs {v!r} now" for k, v in new.items()
+             if k not in NEUTRAL_SETTINGS and old.get(k) != v]
+    if diffs:
+        raise ValueError(f"{path} was computed with other settings ({'; '.join(diffs)}); {fix}")
+
+
 def _mean_se(values):
-    v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "stderr": float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0}
+    mean, stderr = mean_stderr(values)
+    return {"mean": mean, "stderr": stderr}
 
 
 def _seed(seed, batch_index, stream):
@@ -74,19 +130,30 @@ def _seed(seed, batch_index, stream):
 
 
 def _batch_outputs(model):
-    """A tf.function giving every per-example quantity of one batch (graph mode: ~3x faster than eager)."""
+    """A tf.function giving every per-example quantity of one batch (graph mode: ~3x faster than eager).
+
+    One sampled pass gives what model.terms(x, seed) gives (same seed, same samples)
+    and the samples; one pass with the means gives model.encode's means and
+    model.reconstruct's images.
+    """
     import tensorflow as tf
     import tensorflow_probability as tfp
+    tfd = tfp.distributions
 
     @tf.function(reduce_retracing=True)
     def outputs(x, seed):
-        terms = model.terms(x, seed)  # the same seed gives the same samples as posteriors() below
-        out = {"distortion": terms["distortion"], "rates": tf.stack(terms["rates"], 1),
-               "recon": model.reconstruct(x)}
-        encoded = model.encode(x)
-        for name, post in zip(model.latent_names, model.posteriors(x, seed=seed)):
-            out["mean/" + name] = encoded[name][0]
-            if isinstance(post.q, tfp.distributions.OneHotCategorical):
+        x = tf.convert_to_tensor(x, tf.float32)
+        layers = model.posteriors(x, seed=seed)
+        mean_layers = model.posteriors(x, use_mean=True)
+        # As in HierarchicalVAE.terms: D = -log p(x | z1), R_l = KL[q || p] summed over dimensions.
+        log_px = model.likelihood_distribution(layers[0].z).log_prob(model.likelihood.event(x))
+        rates = [tfd.kl_divergence(post.q, post.p) if isinstance(post.q, tfd.OneHotCategorical)
+                 else tf.reduce_sum(tfd.kl_divergence(post.q.distribution, post.p.distribution), axis=-1)
+                 for post in layers]
+        out = {"distortion": -log_px, "rates": tf.stack(rates, 1), "recon": model.decode(mean_layers[0].z)}
+        for name, post, mean_post in zip(model.latent_names, layers, mean_layers):
+            out["mean/" + name] = mean_post.q.mean()
+            if isinstance(post.q, tfd.OneHotCategorical):
                 out["q_loc/" + name] = post.q.probs_parameter()
                 out["q_scale/" + name] = tf.zeros_like(out["q_loc/" + name])
             else:
@@ -126,7 +193,7 @@ def rate_summary(model, arrays, options):
     for l, name in enumerate(model.latent_names):
         nats = _mean_se(rates[:, l])
         result["rate_nats"][name] = nats
-        result["rate_bits"][name] = {k: v / np.log(2) for k, v in nats.items()}
+        result["rate_bits"][name] = {k: nats_to_bits(v) for k, v in nats.items()}
     result.update(total_rate_nats=_mean_se(total), distortion_nats=_mean_se(distortion),
                   neg_elbo_nats=_mean_se(distortion + total),
                   settings={"posterior_samples_per_example": 1, "seed": options.seed,
@@ -171,8 +238,7 @@ def run_probes(model, arrays, labels, options):
     return result
 
 
-def mutual_informations(model, arrays, labels, options):
-    rng = np.random.default_rng(options.seed)
+def mutual_informations(model, arrays, labels):
     result = {}
     for l, name in enumerate(model.latent_names):
         top = l == model.num_layers - 1
@@ -180,21 +246,26 @@ def mutual_informations(model, arrays, labels, options):
             est = mutual_information.categorical_mutual_information(arrays["q_loc"][name], labels)
         else:
             est = mutual_information.gaussian_mutual_information(
-                arrays["q_loc"][name], arrays["q_scale"][name], labels, rng, samples=arrays["sample"][name])
+                arrays["q_loc"][name], arrays["q_scale"][name], labels, rng=None, samples=arrays["sample"][name])
         est["component"] = "q(z_L | x_i), exact" if top else LOWER_LAYER_MI_NOTE
         result[name] = est
     return result
 
 
-def check_bounds(model, arrays, probe_result, mi_result, labels, log_prob, options):
+def check_bounds(model, arrays, result, labels, num_classes, log_prob, likelihood, options):
+    """T2 and T1 from the result's rates, probes and mutual information.
+
+    num_classes: the data set's, so that a class missing from `labels` (e.g. after
+    --max_test) keeps M and gets prior 0. likelihood: the run's, by name (T1 needs a discrete one).
+    """
     top = model.latent_names[-1]
-    prior = bounds.label_prior(labels)
-    top_rate = arrays["rates"][:, -1]
+    probe_result, mi_result = result["probes"], result["mutual_information"]
+    prior = bounds.label_prior(labels, num_classes=num_classes)
+    top_rate = result["rates"]["rate_nats"][top]
     information = {
         "mutual_information": {"value_nats": mi_result[top]["label"]["value_nats"],
                                "stderr_nats": mi_result[top]["label"]["stderr_nats"]},
-        "top_rate": {"value_nats": float(top_rate.mean()),
-                     "stderr_nats": float(top_rate.std(ddof=1) / np.sqrt(len(top_rate)))}}
+        "top_rate": {"value_nats": top_rate["mean"], "stderr_nats": top_rate["stderr"]}}
 
     def probe_counts(section):
         return {k: v for k, v in section.items() if k != "settings"}
@@ -209,7 +280,8 @@ def check_bounds(model, arrays, probe_result, mi_result, labels, log_prob, optio
                           **{key: {"bound_accuracy": p[key]["bound_accuracy"], "slack": p[key]["slack"]}
                              for key in information}}
                    for name, p in outside["probes"].items()}}
-    t1 = bounds.check_t1(arrays["distortion"], arrays["rates"].sum(1), log_prob, options.confidence)
+    t1 = bounds.check_t1(arrays["distortion"], arrays["rates"].sum(1), log_prob, options.confidence,
+                         likelihood=likelihood)
     return t2, t1
 
 
@@ -220,10 +292,18 @@ def prior_samples(model, n, batch_size, seed):
                            for b, start in enumerate(range(0, n, batch_size))])
 
 
-def evaluate(workdir, options=EvalOptions(), verbose=True):
-    """Evaluates the run in `workdir`; returns the result dict (does not write it)."""
-    from hvae_repr import runs
+def evaluate(workdir, options=EvalOptions(), verbose=True, run=None):
+    """Evaluates the finished run in `workdir`; returns the result dict (does not write it).
+
+    run: load_run(workdir) when the caller has loaded it already.
+    """
     seconds = {}
+    if run is None:
+        run = load_run(workdir)
+    model, config, dataset = run.model, run.config, run.dataset
+    seconds["load"] = run.seconds
+    if verbose:
+        print(f"[evaluate] load: {run.seconds:.1f} s", flush=True)
     clock = time.perf_counter()
 
     def lap(stage):
@@ -234,12 +314,9 @@ def evaluate(workdir, options=EvalOptions(), verbose=True):
         if verbose:
             print(f"[evaluate] {stage}: {seconds[stage]:.1f} s", flush=True)
 
-    model, config = runs.load_model(workdir)
-    dataset = runs.load_run_dataset(config)
     x, y = dataset.x_test, np.asarray(dataset.y_test)
     if options.max_test:
         x, y = x[:options.max_test], y[:options.max_test]
-    lap("load")
     arrays = collect(model, x, options)
     lap("encode_and_terms")
     result = {"workdir": os.path.abspath(workdir), "dataset": dataset.name, "num_test_examples": int(len(y)),
@@ -253,11 +330,11 @@ def evaluate(workdir, options=EvalOptions(), verbose=True):
     lap("importance_weighted")
     result["probes"] = run_probes(model, arrays, y, options)
     lap("probes")
-    result["mutual_information"] = mutual_informations(model, arrays, y, options)
+    result["mutual_information"] = mutual_informations(model, arrays, y)
     lap("mutual_information")
     log_prob = dataset.log_prob(x) if dataset.log_prob is not None else None
     result["bound_t2"], result["bound_t1"] = check_bounds(
-        model, arrays, result["probes"], result["mutual_information"], y, log_prob, options)
+        model, arrays, result, y, dataset.num_classes, log_prob, config.likelihood, options)
     lap("bounds")
     classifier = reference_classifier.load_or_train(
         dataset, cache_dir=options.classifier_dir or None, epochs=options.classifier_epochs,
@@ -292,7 +369,9 @@ def evaluate(workdir, options=EvalOptions(), verbose=True):
     return result
 
 
-def write_result(workdir, result):
+def write_result(workdir, result, overwrite=False):
+    """Writes RUN/eval_result.json atomically; refuses to replace one of other settings unless `overwrite`."""
+    check_overwrite(workdir, result["settings"], overwrite)
     path = os.path.join(workdir, EVAL_RESULT)
     io_utils.write_json_atomic(path, result)
     return path
@@ -307,7 +386,7 @@ _HELP = {
     "probe_samples": "Also probe samples z ~ q(z|x) of every layer (the top layer's samples are always probed, for T2).",
     "probe_seed": "Seed of the probes' stratified train/test split (keep it fixed across a sweep).",
     "probe_test_fraction": "Fraction of the test set held out to score the probes.",
-    "probe_jobs": "Worker processes for the probes (1 = run them in this process).",
+    "probe_jobs": "Worker processes for the probes (1 = run them in this process, -1 = one per CPU core).",
     "probe_names": "Probes to run: " + ", ".join(probes.PROBES) + ".",
     "confidence": "Confidence level of the intervals behind every `violated` flag.",
     "num_generated": "Prior samples scored by the reference classifier.",
@@ -333,24 +412,29 @@ def _define_flags():
                   str: flags.DEFINE_string, tuple: flags.DEFINE_list}[type(field.default)]
         default = list(field.default) if isinstance(field.default, tuple) else field.default
         define(field.name, default, _HELP[field.name])
+    if "overwrite" not in flags.FLAGS:
+        flags.DEFINE_boolean("overwrite", False, "Replace an eval_result.json computed with other settings "
+                             "(by default the evaluation refuses, so a quick check cannot replace a full one).")
 
 
 def main(argv):
-    from absl import app, flags
+    from absl import flags
     del argv
     values = flags.FLAGS
-    if not values.workdir:
-        raise app.UsageError("--workdir is required: pass the folder of a trained run")
-    from hvae_repr import runs
-    try:  # bad flags or run folder: one line, no traceback
+    try:  # bad flags, run folder or data set: one line, no traceback (later errors keep theirs)
+        if not values.workdir:
+            raise ValueError("--workdir is required: pass the folder of a trained run")
         options = EvalOptions(**{
             f.name: tuple(values[f.name].value) if isinstance(f.default, tuple) else values[f.name].value
             for f in dataclasses.fields(EvalOptions)})
-        runs.read_config(values.workdir)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
-    result = evaluate(values.workdir, options)
-    path = write_result(values.workdir, result)
+        check_finished(values.workdir)
+        check_overwrite(values.workdir, dataclasses.asdict(options), values.overwrite)
+        run = load_run(values.workdir)
+    except ValueError as e:  # hvae_repr.data.DataError is one
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    result = evaluate(values.workdir, options, run=run)
+    path = write_result(values.workdir, result, overwrite=True)  # checked above
     print(format_summary(result))
     print(f"wrote {path}")
 

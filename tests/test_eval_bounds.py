@@ -134,3 +134,16 @@ def test_t1_on_the_synthetic_mixture_with_its_exact_posterior():
     assert uniform["slack_nats"] > 0.1 and not uniform["violated"]
     d, r = terms(softmax(log_lik + log_w, axis=1))
     assert bounds.check_t1(d - 0.5, r, log_prob)["violated"]
+
+
+def test_t1_needs_a_discrete_likelihood():
+    rng = np.random.default_rng(3)
+    log_prob = -20 + rng.normal(size=200)
+    d, r = -log_prob + 1.0, rng.uniform(0, 2, 200)
+    for discrete in bounds.DISCRETE_LIKELIHOODS:
+        assert bounds.check_t1(d, r, log_prob, likelihood=discrete)["status"] == "checked"
+    for density in ("gaussian", "gaussian_learned_sigma"):
+        result = bounds.check_t1(d - 100.0, r, log_prob, likelihood=density)  # would be "violated" if checked
+        assert result["status"] == "not applicable" and result["violated"] is None
+        assert result["data_entropy_nats"] is None and density in result["reason"]
+        assert result["expected_distortion_nats"] == pytest.approx(np.mean(d - 100.0))
