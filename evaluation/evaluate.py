@@ -21,8 +21,9 @@ from scipy.special import logsumexp
 
 import hvae_repr  # noqa: F401  (sets TF environment variables before TF loads)
 from evaluation import bounds, image_quality, mutual_information, probes, reference_classifier
-from evaluation.stats import mean_stderr, nats_to_bits
+from evaluation.stats import mean_stderr
 from hvae_repr import io_utils
+from hvae_repr.units import nats_to_bits
 from hvae_repr.trainer import library_versions
 
 EVAL_RESULT = "eval_result.json"
@@ -145,12 +146,9 @@ def _batch_outputs(model):
         x = tf.convert_to_tensor(x, tf.float32)
         layers = model.posteriors(x, seed=seed)
         mean_layers = model.posteriors(x, use_mean=True)
-        # As in HierarchicalVAE.terms: D = -log p(x | z1), R_l = KL[q || p] summed over dimensions.
-        log_px = model.likelihood_distribution(layers[0].z).log_prob(model.likelihood.event(x))
-        rates = [tfd.kl_divergence(post.q, post.p) if isinstance(post.q, tfd.OneHotCategorical)
-                 else tf.reduce_sum(tfd.kl_divergence(post.q.distribution, post.p.distribution), axis=-1)
-                 for post in layers]
-        out = {"distortion": -log_px, "rates": tf.stack(rates, 1), "recon": model.decode(mean_layers[0].z)}
+        terms = model.terms_from_layers(x, layers)
+        out = {"distortion": terms["distortion"], "rates": tf.stack(terms["rates"], 1),
+               "recon": model.decode(mean_layers[0].z)}
         for name, post, mean_post in zip(model.latent_names, layers, mean_layers):
             out["mean/" + name] = mean_post.q.mean()
             if isinstance(post.q, tfd.OneHotCategorical):

@@ -14,7 +14,8 @@ products, so memory is O(chunk_size * N) instead of O(N^2 d).
 import numpy as np
 from scipy.special import logsumexp
 
-from evaluation.stats import entropy, mean_stderr, nats_to_bits
+from evaluation.stats import entropy, mean_stderr
+from hvae_repr.units import nats_to_bits
 
 
 def _check(means, stds, labels):

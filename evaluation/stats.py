@@ -1,4 +1,4 @@
-"""Statistics shared by the evaluation modules: mean with standard error, entropy, bits."""
+"""Statistics shared by the evaluation modules: mean with standard error, entropy."""
 import numpy as np
 
 
@@ -19,7 +19,3 @@ def entropy(p, axis=-1):
     return float(h) if np.ndim(h) == 0 else h
 
 
-def nats_to_bits(nats):
-    """hvae_repr.objective.nats_to_bits, imported on first use (that module loads TensorFlow)."""
-    from hvae_repr.objective import nats_to_bits as convert
-    return convert(nats)

@@ -171,7 +171,10 @@ class HierarchicalVAE(keras.Model):
     def terms(self, x, seed, training=False, temperature=None):
         """Per-example distortion and per-layer rates (nats), from one sample of every layer."""
         x = tf.convert_to_tensor(x, tf.float32)
-        layers = self.posteriors(x, seed=seed, temperature=temperature if training else None)
+        return self.terms_from_layers(x, self.posteriors(x, seed=seed, temperature=temperature if training else None))
+
+    def terms_from_layers(self, x, layers):
+        """`terms` for posteriors already drawn by `posteriors(x, ...)`."""
         log_px = self.likelihood_distribution(layers[0].z).log_prob(self.likelihood.event(x))
         rates, kl_per_dim = [], []
         for post in layers:

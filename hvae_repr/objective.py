@@ -6,8 +6,6 @@
 
 All numbers are in nats per example. betas are listed from z1 up.
 """
-import math
-
 import tensorflow as tf
 
 ACTIVE_UNIT_THRESHOLD_NATS = 0.01  # a dimension is active when its mean KL exceeds this
@@ -39,7 +37,3 @@ def summarize(terms, betas):
         out[f"kl_per_dim_z{l + 1}"] = mean_kl
         out[f"active_units_z{l + 1}"] = tf.reduce_sum(tf.cast(mean_kl > ACTIVE_UNIT_THRESHOLD_NATS, tf.int32))
     return out
-
-
-def nats_to_bits(nats):
-    return nats / math.log(2.0)

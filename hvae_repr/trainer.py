@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from hvae_repr import io_utils, objective, runs
+from hvae_repr import io_utils, objective, runs, units
 
 
 def library_versions():
@@ -201,9 +201,9 @@ def evaluate_terms(model, x, seed, batch_size=500):
     return {
         "distortion_nats": distortion,
         "rate_nats": by_layer(rates),
-        "rate_bits": by_layer([objective.nats_to_bits(r) for r in rates]),
+        "rate_bits": by_layer([units.nats_to_bits(r) for r in rates]),
         "total_rate_nats": total,
-        "total_rate_bits": objective.nats_to_bits(total),
+        "total_rate_bits": units.nats_to_bits(total),
         "neg_elbo_nats": distortion + total,
         "active_units": by_layer([int(np.sum(d / n > objective.ACTIVE_UNIT_THRESHOLD_NATS)) for d in dims]),
     }
@@ -220,7 +220,7 @@ def _write_summaries(means):
         else:
             tf.summary.scalar(f"train/{key}_nats", value)
             if "rate" in key:
-                tf.summary.scalar(f"train/{key}_bits", objective.nats_to_bits(value))
+                tf.summary.scalar(f"train/{key}_bits", units.nats_to_bits(value))
 
 
 def _metrics_line(means, num_layers, epoch, step, seconds, warmup):

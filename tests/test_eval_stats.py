@@ -20,6 +20,3 @@ def test_entropy_treats_zero_probabilities_as_zero_and_works_along_an_axis():
     np.testing.assert_allclose(stats.entropy(batch.T, axis=0), [np.log(4), 0.0])
 
 
-def test_nats_to_bits():
-    assert stats.nats_to_bits(np.log(2)) == pytest.approx(1.0)
-    np.testing.assert_allclose(stats.nats_to_bits(np.log([2.0, 8.0])), [1.0, 3.0])
