@@ -150,6 +150,9 @@ def load_or_train(dataset, cache_dir=None, epochs=3, min_steps=1000, max_train=N
     tmp_dir = tempfile.mkdtemp(dir=directory)
     try:
         classifier.model.save(os.path.join(tmp_dir, "model.keras"))
+        # info.json marks a complete pair: drop it before the model changes, write it after.
+        if os.path.exists(info_path):
+            os.remove(info_path)
         os.replace(os.path.join(tmp_dir, "model.keras"), model_path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
