@@ -244,10 +244,7 @@ def _truncate_metrics(path, last_epoch):
         return
     with open(path) as f:
         lines = [l for l in f if l.strip() and json.loads(l)["epoch"] <= last_epoch]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.writelines(lines)
-    os.replace(tmp, path)
+    io_utils.write_text_atomic(path, "".join(lines))
 
 
 def format_table(result):
