@@ -21,6 +21,11 @@ def hit_loss(distortion, rates, betas):
     return tf.reduce_mean(weighted)
 
 
+def count_active_units(mean_kl_per_dim):
+    """How many dimensions have a mean KL (over a batch, an epoch or a test set) above the threshold."""
+    return tf.reduce_sum(tf.cast(mean_kl_per_dim > ACTIVE_UNIT_THRESHOLD_NATS, tf.int32))
+
+
 def summarize(terms, betas):
     """Batch means of every term, named by layer (z1 first), in nats; also the active units."""
     rates = [tf.reduce_mean(r) for r in terms["rates"]]
@@ -35,5 +40,5 @@ def summarize(terms, betas):
         mean_kl = tf.reduce_mean(per_dim, axis=0)
         out[f"rate_z{l + 1}"] = rate
         out[f"kl_per_dim_z{l + 1}"] = mean_kl
-        out[f"active_units_z{l + 1}"] = tf.reduce_sum(tf.cast(mean_kl > ACTIVE_UNIT_THRESHOLD_NATS, tf.int32))
+        out[f"active_units_z{l + 1}"] = count_active_units(mean_kl)
     return out

@@ -43,6 +43,10 @@ class Trainer:
         self.config = config
         self.verbose = verbose
 
+    @property
+    def result_file(self):
+        return runs.path(self.config.workdir, runs.TRAIN_RESULT)
+
     def log(self, message):
         if self.verbose:
             print(message, flush=True)
@@ -56,9 +60,8 @@ class Trainer:
         bad input can cause is raised here, before training. Returns the result of a finished run."""
         cfg = self.config
         runs.check_same_run(cfg.workdir, cfg)
-        result_file = runs.path(cfg.workdir, runs.TRAIN_RESULT)
-        if os.path.isfile(result_file):
-            result = io_utils.read_json(result_file)
+        if os.path.isfile(self.result_file):
+            result = io_utils.read_json(self.result_file)
             self.log(f"{cfg.workdir} has finished training; not training again.")
             self.log(format_table(result))
             return result
@@ -82,7 +85,6 @@ class Trainer:
         import keras
         import tensorflow as tf
         cfg, model, dataset = self.config, self.model, self.dataset
-        result_file = runs.path(cfg.workdir, runs.TRAIN_RESULT)
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
         optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -124,8 +126,7 @@ class Trainer:
                                     [(f"R(z{l + 1})", float(out[f"rate_z{l + 1}"])) for l in range(model.num_layers)])
             means = {k: v / steps_per_epoch for k, v in totals.items()}
             for l in range(model.num_layers):  # active over the epoch, not the mean of per-batch counts
-                means[f"active_units_z{l + 1}"] = int(np.sum(
-                    means[f"kl_per_dim_z{l + 1}"] > objective.ACTIVE_UNIT_THRESHOLD_NATS))
+                means[f"active_units_z{l + 1}"] = int(objective.count_active_units(means[f"kl_per_dim_z{l + 1}"]))
             seconds_var.assign_add(time.time() - started)
             epoch_var.assign(epoch + 1)
             # The line goes first: after a crash before the checkpoint, resuming drops it and trains again.
@@ -144,7 +145,7 @@ class Trainer:
         # Export before the result file: a failed export leaves the run unfinished, so rerunning redoes it.
         from hvae_repr import export
         export.export_model(model, cfg.workdir, cfg)
-        io_utils.write_json_atomic(result_file, result)
+        io_utils.write_json_atomic(self.result_file, result)
         self.log(format_table(result))
         return result
 
@@ -205,7 +206,7 @@ def evaluate_terms(model, x, seed, batch_size=500):
         "total_rate_nats": total,
         "total_rate_bits": units.nats_to_bits(total),
         "neg_elbo_nats": distortion + total,
-        "active_units": by_layer([int(np.sum(d / n > objective.ACTIVE_UNIT_THRESHOLD_NATS)) for d in dims]),
+        "active_units": by_layer([int(objective.count_active_units(d / n)) for d in dims]),
     }
 
 
