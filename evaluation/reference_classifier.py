@@ -12,14 +12,14 @@ import hashlib
 import math
 import os
 import re
-import shutil
-import tempfile
 import time
 
 import numpy as np
 
-import hvae_repr  # noqa: F401  (sets TF environment variables before TF loads)
-from hvae_repr.io_utils import read_json, write_json_atomic
+from hvae_repr import io_utils
+from hvae_repr.tf_env import tf
+
+import keras
 
 FEATURE_LAYER = "features"
 
@@ -39,7 +39,6 @@ def _fingerprint(x, y):
 
 def build_classifier(input_shape, num_classes):
     """Two conv blocks (32, 64 channels) for images, two dense layers for flat inputs."""
-    import keras
     inputs = keras.Input(shape=tuple(input_shape))
     h = inputs
     if len(input_shape) == 3:
@@ -63,8 +62,6 @@ class ReferenceClassifier:
     """A trained classifier: class probabilities and penultimate (128-d) features."""
 
     def __init__(self, model, info):
-        import keras
-        import tensorflow as tf
         self.model = model
         self.info = info
         both = keras.Model(model.input, [model.output, model.get_layer(FEATURE_LAYER).output])
@@ -98,7 +95,6 @@ def train_classifier(dataset, epochs=3, min_steps=1000, max_train=None, batch_si
     Runs `epochs` epochs, or more when needed to reach `min_steps` steps (small
     data sets such as the 1,437 training digits need many epochs).
     """
-    import keras
     keras.utils.set_random_seed(seed)
     x, y = dataset.x_train, dataset.y_train
     if max_train is not None and len(x) > max_train:
@@ -133,29 +129,20 @@ def load_or_train(dataset, cache_dir=None, epochs=3, min_steps=1000, max_train=N
 
     The returned object's info has "cached": True when it came from the cache.
     """
-    import keras
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset.name).strip("_") or "dataset"
     directory = os.path.join(cache_dir or default_cache_dir(), safe)
     info_path = os.path.join(directory, "info.json")
     model_path = os.path.join(directory, "model.keras")
     settings = _settings(epochs, min_steps, max_train, 128, seed)
     if os.path.exists(info_path) and os.path.exists(model_path):
-        info = read_json(info_path)
+        info = io_utils.read_json(info_path)
         if (info.get("fingerprint") == _fingerprint(dataset.x_train, dataset.y_train)
                 and info.get("settings") == settings):
             info.update(cached=True, path=directory)
             return ReferenceClassifier(keras.saving.load_model(model_path), info)
     classifier = train_classifier(dataset, epochs=epochs, min_steps=min_steps, max_train=max_train, seed=seed)
-    os.makedirs(directory, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(dir=directory)
-    try:
-        classifier.model.save(os.path.join(tmp_dir, "model.keras"))
-        # info.json marks a complete pair: drop it before the model changes, write it after.
-        if os.path.exists(info_path):
-            os.remove(info_path)
-        os.replace(os.path.join(tmp_dir, "model.keras"), model_path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    write_json_atomic(info_path, classifier.info)
+    with io_utils.replacing_folder(directory) as tmp:  # the model and its info.json are swapped in together
+        classifier.model.save(os.path.join(tmp, "model.keras"))
+        io_utils.write_json_atomic(os.path.join(tmp, "info.json"), classifier.info)
     classifier.info.update(cached=False, path=directory)
     return classifier

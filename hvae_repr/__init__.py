@@ -9,9 +9,11 @@ import os
 # Must happen before TensorFlow is imported anywhere: oneDNN kernels are off by
 # default on AMD CPUs and make the conv step about 1.3x faster here.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# TensorFlow's start-up lines stay quiet unless the user chose a log level (see hvae_repr.tf_env).
+USER_SET_TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL" in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name):

@@ -1,75 +1,152 @@
-"""TrainConfig: every setting of a training run (the flags of `python -m hvae_repr.train`)."""
+"""Every setting of a run, named once: the model (ModelConfig) nested in the training run
+(TrainConfig). The flags of `python -m hvae_repr.train` (and the sweep launcher) are made
+from these dataclasses (hvae_repr.cli); allowed values come from the registries of the
+modules that implement them. Layers are listed from z1 (next to the data) up.
+"""
 import dataclasses
+import hashlib
+import json
 import math
 import os
+
+from hvae_repr import data, likelihoods, networks
+from hvae_repr.cli import nested, setting
+
+
+def _describe(registry):
+    return "; ".join(f"{name}: {entry.description}" for name, entry in registry.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    architecture: str = setting("mlp", "Networks. " + _describe(networks.ARCHITECTURES), networks.ARCHITECTURES)
+    inference: str = setting("hvae", "Top-down inference. " + _describe(networks.INFERENCES), networks.INFERENCES)
+    likelihood: str = setting("bernoulli", "p(x|z1). " + _describe(likelihoods.LIKELIHOODS), likelihoods.LIKELIHOODS)
+    latent_dims: tuple = setting((), "Size of each latent layer, z1 first; the number of entries is the number "
+                                     "of layers. Default: the architecture's (mlp 32,16; conv 16*channels,20).",
+                                 item=int)
+    top_latent: str = setting("gaussian", "Family of the top layer. " + _describe(networks.TOP_LATENTS),
+                              networks.TOP_LATENTS)
+    channels: int = setting(16, "conv: channels of every conv layer (c in the paper).")
+    hidden_units: int = setting(256, "Units of the hidden dense layers.")
+    gaussian_sigma: float = setting(0.0, "Standard deviation of the gaussian likelihood in data units (the "
+                                         "initial value for gaussian_learned_sigma); 0 = the data set's default "
+                                         "(the paper's 0.71 for cifar10 and svhn, else 0.03). D scales as "
+                                         "1/(2 sigma^2), so sigma^2 rescales every beta.")
+    num_mixtures: int = setting(5, "Components of discretized_logistic_mixture.")
+    input_shape: tuple = ()  # from the data set; not a flag
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+        for name, registry in (("architecture", networks.ARCHITECTURES), ("inference", networks.INFERENCES),
+                               ("likelihood", likelihoods.LIKELIHOODS), ("top_latent", networks.TOP_LATENTS)):
+            if getattr(self, name) not in registry:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; use one of {', '.join(registry)}")
+        dims = tuple(int(d) for d in self.latent_dims) or networks.ARCHITECTURES[self.architecture].default_latent_dims(self)
+        object.__setattr__(self, "latent_dims", dims)
+        if min(dims) < 1:
+            raise ValueError(f"--latent_dims must list one positive size per layer, z1 first (got {dims})")
+        for name in ("channels", "hidden_units", "num_mixtures"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1 (got {getattr(self, name)})")
+        if not (math.isfinite(self.gaussian_sigma) and self.gaussian_sigma >= 0):
+            raise ValueError(f"--gaussian_sigma must be positive, or 0 for the data set's default "
+                             f"(got {self.gaussian_sigma})")
+        if self.top_latent == "categorical" and dims[-1] < 2:
+            raise ValueError("a categorical top layer needs at least 2 categories; raise the last --latent_dims entry")
+
+    @property
+    def num_layers(self):
+        return len(self.latent_dims)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    dataset: str = "digits"
-    data_dir: str = ""
-    architecture: str = "mlp"
-    inference: str = "hvae"
-    likelihood: str = "bernoulli"
-    latent_dims: tuple = ()          # z1 first; () = the architecture's default
-    betas: tuple = ()                # z1 first; () = 1 for every layer
-    epochs: int = 300
-    batch_size: int = 256
-    learning_rate: float = 3e-4
-    seed: int = 0
-    workdir: str = ""                # "" = runs/<dataset>_<architecture>_<inference>_betas<...>_seed<seed>
-    kl_warmup_epochs: int = 30
-    channels: int = 16
-    hidden_units: int = 256
-    gaussian_sigma: float = 0.1
-    num_mixtures: int = 5
-    top_latent: str = "gaussian"
-    gumbel_temperature: float = 1.0
-    gumbel_min_temperature: float = 0.5
-    gumbel_anneal_rate: float = 1e-4  # per step: tau = max(min, tau0 * exp(-rate * step))
-    checkpoint_every_secs: float = 30.0  # also saved after the last epoch
-    threads: int = 0                  # 0 = TensorFlow's default
+    dataset: str = setting("binary_digits", "Data set: " + ", ".join(data.DATASETS) +
+                           ", or npz:PATH (arrays x_train, y_train, x_test, y_test). binary_digits (the "
+                           "default) needs no download.")
+    data_dir: str = setting("", "Folder with the data set's files ('' = ~/.hvae_repr/data).")
+    model: ModelConfig = nested(ModelConfig)
+    betas: tuple = setting((), "Rate weight of each layer, z1 first: --betas=b1,b2 weights R(z1|z2) with b1 and "
+                               "R(z2) with b2. Default: 1 for every layer (the ELBO).", item=float)
+    epochs: int = setting(300, "Training epochs.")
+    batch_size: int = setting(256, "Training batch size (the last partial batch of an epoch is dropped).")
+    learning_rate: float = setting(3e-4, "Adam learning rate.")
+    seed: int = setting(0, "Seed of every random choice: weights, shuffling, samples.")
+    workdir: str = setting("", "Run folder ('' = runs/<name derived from every setting>). The same command "
+                               "with the same workdir resumes.")
+    kl_warmup_epochs: int = setting(-1, "Epochs over which every beta rises linearly from 0 (0 = off; -1 = the "
+                                        "paper's: off for hvae, the first fifth of the epochs for ladder).")
+    gumbel_temperature: float = setting(1.0, "Categorical top layer: initial Gumbel-softmax temperature.")
+    gumbel_min_temperature: float = setting(0.4, "Categorical top layer: lowest Gumbel-softmax temperature.")
+    gumbel_anneal_rate: float = setting(0.007, "Temperature max(min, initial * exp(-rate * t)), t counted in "
+                                               "--gumbel_anneal_every units (the paper: 0.007 per epoch).")
+    gumbel_anneal_every: str = setting("epoch", "Unit of t in the temperature schedule.", ("epoch", "step"))
+    max_bad_steps: int = setting(20, "Steps whose loss or gradient is NaN or inf are skipped; this many in a "
+                                     "row stop training with an error.")
+    checkpoint_every_secs: float = setting(30.0, "Seconds between checkpoints (taken at the end of an epoch, "
+                                                 "and always after the last one).")
+    threads: int = setting(0, "CPU threads for TensorFlow (0 = its default).")
 
     def __post_init__(self):
-        dims = tuple(int(d) for d in self.latent_dims) or self.default_latent_dims()
-        betas = tuple(float(b) for b in self.betas) or (1.0,) * len(dims)
-        object.__setattr__(self, "latent_dims", dims)
+        dataset_info = data.dataset_info(self.dataset)
+        model = self.model
+        if not model.gaussian_sigma:
+            model = dataclasses.replace(model, gaussian_sigma=dataset_info.gaussian_sigma)
+        object.__setattr__(self, "model", model)
+        betas = tuple(float(b) for b in self.betas) or (1.0,) * model.num_layers
         object.__setattr__(self, "betas", betas)
-        if len(betas) != len(dims):
-            raise ValueError(f"--betas has {len(betas)} values but --latent_dims has {len(dims)} layers; "
+        if len(betas) != model.num_layers:
+            raise ValueError(f"--betas has {len(betas)} values but --latent_dims has {model.num_layers} layers; "
                              f"give one beta per layer, z1 first")
         if min(betas) < 0 or not all(math.isfinite(b) for b in betas):
             raise ValueError(f"--betas must be finite and non-negative (got {betas})")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1 (got {getattr(self, name)})")
         if not self.learning_rate > 0:
             raise ValueError(f"--learning_rate must be positive (got {self.learning_rate})")
+        if self.kl_warmup_epochs < 0:
+            paper = round(0.2 * self.epochs) if model.inference == "ladder" else 0
+            object.__setattr__(self, "kl_warmup_epochs", paper)
+        if not 0 < self.gumbel_min_temperature <= self.gumbel_temperature:
+            raise ValueError("--gumbel_min_temperature must be positive and at most --gumbel_temperature")
         if not self.workdir:
-            name = self.dataset.replace(os.sep, "_").replace(":", "_")
-            tag = "-".join(f"{b:g}" for b in betas)
-            object.__setattr__(self, "workdir", os.path.join(
-                "runs", f"{name}_{self.architecture}_{self.inference}_betas{tag}_seed{self.seed}"))
+            object.__setattr__(self, "workdir", os.path.join("runs", self.run_name()))
 
-    def default_latent_dims(self):
-        # conv: z1 is the reference model's 4x4xchannels map, z2 has the paper's 20 dimensions.
-        return (16 * self.channels, 20) if self.architecture == "conv" else (32, 16)
+    def with_input_shape(self, input_shape):
+        return dataclasses.replace(self, model=dataclasses.replace(self.model, input_shape=input_shape))
 
-    def model_config(self, input_shape):
-        from hvae_repr.model import ModelConfig
-        return ModelConfig(input_shape=tuple(input_shape), latent_dims=self.latent_dims,
-                           architecture=self.architecture, inference=self.inference, likelihood=self.likelihood,
-                           channels=self.channels, hidden_units=self.hidden_units,
-                           gaussian_sigma=self.gaussian_sigma, num_mixtures=self.num_mixtures,
-                           top_latent=self.top_latent)
+    def result_settings(self):
+        """Every setting that can change what is trained (all but where files live and how fast)."""
+        values = dataclasses.asdict(self)
+        for name in RESUMABLE_DIFFERENCES + ("workdir",):
+            values.pop(name)
+        values["model"].pop("input_shape")  # follows from the data set
+        return values
+
+    def run_name(self):
+        """A folder name derived from every setting that can differ between runs: the main ones in
+        words, all of them (these included) in a hash, so that no two different runs share a name."""
+        m = self.model
+        words = [self.dataset.replace(os.sep, "_").replace(":", "_"), m.architecture, m.inference, m.likelihood,
+                 "z" + "-".join(map(str, m.latent_dims)), m.top_latent,
+                 "betas" + "-".join(f"{b:g}" for b in self.betas), f"seed{self.seed}"]
+        digest = hashlib.sha1(json.dumps(self.result_settings(), sort_keys=True).encode()).hexdigest()[:8]
+        return "_".join(words + [digest])
 
     def to_json(self):
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, values):
+        values = dict(values)
+        model = values.pop("model", None)
+        if not isinstance(model, dict):
+            raise ValueError("config.json is not a settings file of this hvae_repr version (no 'model' section); "
+                             "train the run again with this version")
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return cls(model=ModelConfig(**model), **{k: v for k, v in values.items() if k in known})
 
 
 # Settings that may differ when a run is resumed: they do not change what is trained.

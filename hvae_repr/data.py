@@ -10,13 +10,10 @@ This module imports no TensorFlow so that it stays quick to import.
 """
 import dataclasses
 import gzip
-import logging
 import os
-import shutil
 import tarfile
-import urllib.request
 import zipfile
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -33,6 +30,17 @@ _CIFAR_DIR = "cifar-10-batches-bin"
 _CIFAR_BATCHES = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin",)
 _CIFAR_ARCHIVE = "cifar-10-binary.tar.gz"
 _SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
+# Published hashes (sha256 or md5) of each download; keras.utils.get_file checks them.
+_FILE_HASHES = {
+    "mnist.npz": "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",
+    "fashion_mnist/train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+    "fashion_mnist/train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+    "fashion_mnist/t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+    "fashion_mnist/t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+    _CIFAR_ARCHIVE: "c32a1d4ab5d03f1284b67883e8d87530",
+    "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
+    "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
+}
 
 
 class DataError(ValueError):
@@ -53,6 +61,11 @@ class Dataset:
     def input_shape(self) -> tuple:
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def is_binary(self) -> bool:
+        """Every value is 0 or 1: only then is a Bernoulli distortion a code length."""
+        return all(bool(np.all((x == 0) | (x == 1))) for x in (self.x_train, self.x_test))
+
 
 # ----------------------------------------------------------------------------- files
 
@@ -63,25 +76,35 @@ def _downloads_enabled(download):
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("", "0", "false")
 
 
-def _download(url, path):
-    """Fetches url into path via a temporary file, so a broken transfer leaves nothing behind."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".part"
-    logging.info("Downloading %s to %s", url, path)
+def _download(url, folder, file_name, file_hash):
+    """Fetches url into folder/file_name with keras.utils.get_file, checking its published hash
+    (md5 or sha256); a broken or corrupted transfer leaves nothing behind."""
+    import socket
+
+    from hvae_repr.tf_env import tf  # noqa: F401  (keras loads TensorFlow: quietly, through tf_env)
+
+    import keras
+    path = os.path.join(folder, file_name)
+    os.makedirs(folder, exist_ok=True)  # get_file falls back to ~/.keras for a cache_dir it cannot write
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # get_file has no timeout of its own
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(tmp, "wb") as f:
-            shutil.copyfileobj(response, f)
-        os.replace(tmp, path)
+        keras.utils.get_file(file_name, origin=url, file_hash=file_hash, cache_dir=os.path.dirname(folder),
+                             cache_subdir=os.path.basename(folder))
+    except BaseException:
+        if os.path.exists(path):
+            os.remove(path)
+        raise
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        socket.setdefaulttimeout(previous)
 
 
 def _locate(name, data_dir, download, options, urls):
     """Returns the paths of the first option (a tuple of file names) found complete in one folder.
 
     Folders searched: data_dir/<name>/, then data_dir/. If no option is complete, `urls`
-    ({file name: URL}) are downloaded into data_dir/<name>/ when downloads are on.
+    ({file name: URL}) are downloaded into data_dir/<name>/ when downloads are on, each checked against its
+    hash in _FILE_HASHES (keyed by file name, or "<name>/<file name>" where names are shared).
     """
     folders = [os.path.join(data_dir, name), data_dir]
 
@@ -109,8 +132,8 @@ def _locate(name, data_dir, download, options, urls):
         raise DataError(f"{problem} (downloads are off: {OFFLINE_ENV} or download=False); {fix}")
     try:
         for file_name, url in urls.items():
-            _download(url, os.path.join(folders[0], file_name))
-    except (OSError, ValueError) as e:  # URLError and timeouts are OSErrors
+            _download(url, folders[0], file_name, _FILE_HASHES.get(f"{name}/{file_name}", _FILE_HASHES.get(file_name)))
+    except Exception as e:  # get_file raises a plain Exception for URL errors, ValueError for a bad hash
         reason = " ".join(str(e).split())
         raise DataError(f"{problem}, and downloading failed ({reason}); {fix}") from None
     paths = find()
@@ -215,14 +238,6 @@ def _load_mnist(data_dir, download):
     return _image_dataset("mnist", *_mnist_like_arrays("mnist", data_dir, download, urls))
 
 
-def _load_binary_mnist(data_dir, download):
-    mnist = _load_mnist(data_dir, download)
-    # Fixed threshold (not random binarization) so that the data set is deterministic.
-    return dataclasses.replace(mnist, name="binary_mnist",
-                               x_train=(mnist.x_train > 0.5).astype(np.float32),
-                               x_test=(mnist.x_test > 0.5).astype(np.float32))
-
-
 def _load_fashion_mnist(data_dir, download):
     urls = {f: _KERAS_URL + "fashion-mnist/" + f for f in _IDX_FILES}
     return _image_dataset("fashion_mnist", *_mnist_like_arrays("fashion_mnist", data_dir, download, urls))
@@ -295,15 +310,42 @@ def _load_npz(path):
     return _image_dataset(f"npz:{path}", x_train, y_train, x_test, y_test, num_classes, where=path)
 
 
+class DatasetInfo(NamedTuple):
+    load: Callable            # (data_dir, download) -> Dataset
+    description: str
+    gaussian_sigma: float = 0.03  # default sigma of a gaussian likelihood (the paper's code: 0.03; 0.71 for colour)
+
+
+def _binarized(load, name):
+    """A data set thresholded at 0.5: fixed, not randomly binarized, so it is deterministic."""
+    def load_binary(data_dir, download):
+        ds = load(data_dir, download)
+        return dataclasses.replace(ds, name=name, x_train=(ds.x_train > 0.5).astype(np.float32),
+                                   x_test=(ds.x_test > 0.5).astype(np.float32))
+    return load_binary
+
+
 DATASETS = {
-    "digits": _load_digits,
-    "mnist": _load_mnist,
-    "binary_mnist": _load_binary_mnist,
-    "fashion_mnist": _load_fashion_mnist,
-    "cifar10": _load_cifar10,
-    "svhn": _load_svhn,
-    "synthetic": _load_synthetic,
+    "binary_digits": DatasetInfo(_binarized(_load_digits, "binary_digits"),
+                                 "scikit-learn's 8x8 digits thresholded at 0.5 (offline, the default)"),
+    "digits": DatasetInfo(_load_digits, "scikit-learn's 8x8 digits, 17 grey levels (offline)"),
+    "mnist": DatasetInfo(_load_mnist, "MNIST, 28x28 grey"),
+    "binary_mnist": DatasetInfo(_binarized(_load_mnist, "binary_mnist"), "MNIST thresholded at 0.5"),
+    "fashion_mnist": DatasetInfo(_load_fashion_mnist, "Fashion-MNIST, 28x28 grey"),
+    "cifar10": DatasetInfo(_load_cifar10, "CIFAR-10, 32x32 colour", gaussian_sigma=0.71),
+    "svhn": DatasetInfo(_load_svhn, "SVHN, 32x32 colour", gaussian_sigma=0.71),
+    "synthetic": DatasetInfo(_load_synthetic, "8x8 binary images with an exact log p(x) (offline)"),
 }
+_NPZ = DatasetInfo(None, "your own arrays in an .npz file")
+
+
+def dataset_info(name):
+    """The registry entry of a data set name ("npz:PATH" included); DataError for an unknown name."""
+    if name.startswith("npz:"):
+        return _NPZ
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or npz:PATH")
+    return DATASETS[name]
 
 
 def load_dataset(name: str, data_dir: str | None = None, download: bool | None = None,
@@ -313,12 +355,8 @@ def load_dataset(name: str, data_dir: str | None = None, download: bool | None =
     download: None follows the environment (off when HVAE_REPR_OFFLINE=1); True/False force it.
     """
     data_dir = os.path.expanduser(data_dir or DEFAULT_DATA_DIR)
-    if name.startswith("npz:"):
-        ds = _load_npz(name[len("npz:"):])
-    elif name in DATASETS:
-        ds = DATASETS[name](data_dir, download)
-    else:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or npz:PATH")
+    info = dataset_info(name)
+    ds = _load_npz(name[len("npz:"):]) if info is _NPZ else info.load(data_dir, download)
     validate_dataset(ds, likelihood)
     return ds
 

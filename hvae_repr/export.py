@@ -16,22 +16,18 @@ x outside [0, 1] (or NaN) fails inside the SavedModel with the message "x must b
 export/hvae_repr.json describes the model (latent names and sizes, input shape, likelihood, betas, ...).
 """
 import os
-import shutil
-import sys
-import tempfile
 
-from hvae_repr import __version__, io_utils, runs
+from hvae_repr import __version__, cli, io_utils
+from hvae_repr.runs import RunDir
 
-EXPORT = "export"
-META = "hvae_repr.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SIGNATURES = ("encode", "sample_latents", "reconstruct", "decode", "sample")
 RANGE_MESSAGE = "x must be float32 in [0, 1]; scale images to [0, 1] (e.g. x / 255)"
 
 
 def _module(model):
     """A tf.Module whose tf.functions (fixed input signatures) become the SavedModel's signatures."""
-    import tensorflow as tf
+    from hvae_repr.tf_env import tf
 
     x_spec = tf.TensorSpec((None,) + tuple(model.model_config.input_shape), tf.float32, name="x")
     seed_spec = tf.TensorSpec((2,), tf.int32, name="seed")
@@ -75,10 +71,9 @@ def _module(model):
     return module, functions
 
 
-def metadata(model, config, workdir):
-    import tensorflow as tf
+def metadata(model, config, run):
     mc = model.model_config
-    checkpoint = tf.train.latest_checkpoint(runs.path(workdir, runs.CHECKPOINTS))
+    checkpoints = run.checkpoints()
     return {
         "format_version": FORMAT_VERSION,
         "latent_names": list(model.latent_names),
@@ -90,79 +85,55 @@ def metadata(model, config, workdir):
         "inference": mc.inference,
         "betas": list(config.betas),
         "dataset": config.dataset,
-        "run": os.path.abspath(workdir),
-        "checkpoint": os.path.basename(checkpoint) if checkpoint else None,
+        "run": os.path.abspath(run.path),
+        "checkpoint": os.path.basename(checkpoints[0]) if checkpoints else None,
         "signatures": list(SIGNATURES),
         "hvae_repr_version": __version__,
     }
 
 
-def export_model(model, workdir, config=None):
-    """Writes workdir/export/ for `model` (the run's TrainConfig is read from workdir unless given).
+def export_model(model, run, config=None):
+    """Writes RUN/export/ for `model` (the run's TrainConfig is read from the run unless given).
 
-    Atomic: built in a temporary folder next to export/, then renamed over it; a failure leaves
+    Built beside export/ and swapped in (hvae_repr.io_utils.replacing_folder): a failure leaves
     the old export (or none), never half of one. Returns the export folder.
     """
-    import tensorflow as tf
-
-    config = config or runs.read_config(workdir)
-    target = runs.path(workdir, EXPORT)
-    tmp = tempfile.mkdtemp(dir=workdir, prefix=".export-tmp-")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; give export/ the usual permissions
-    old = None
-    try:
+    from hvae_repr.tf_env import tf
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    config = config or run.read_config()
+    with run.replacing(run.EXPORT) as tmp:
         module, functions = _module(model)
         tf.saved_model.save(module, tmp, signatures=functions)
-        io_utils.write_json_atomic(os.path.join(tmp, META), metadata(model, config, workdir))
-        if os.path.exists(target):
-            old = tempfile.mkdtemp(dir=workdir, prefix=".export-old-")
-            os.replace(target, os.path.join(old, EXPORT))
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not os.path.exists(target):  # put the previous export back
-            os.replace(os.path.join(old, EXPORT), target)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return target
+        io_utils.write_json_atomic(os.path.join(tmp, run.EXPORT_META), metadata(model, config, run))
+    return run.file(run.EXPORT)
 
 
 def export_run(workdir):
     """Restores the run's latest checkpoint and (re-)writes its export/. Returns the export folder."""
-    model, config = runs.load_model(workdir)
-    return export_model(model, workdir, config)
+    run = RunDir(workdir)
+    model, config = run.load_model()
+    with run.lock():
+        return export_model(model, run, config)
 
 
-def cli(workdir):
-    """The command line's work; returns the exit status (2 with one line on stderr for bad input)."""
-    try:
-        if not workdir:
-            raise ValueError("pass --workdir=RUN, the folder of a training run")
-        target = export_run(workdir)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"exported {workdir} to {target}")
-    return 0
-
-
-def main(argv):
-    import logging
+def define(flag_values):
     from absl import flags
-    del argv
+    flags.DEFINE_string("workdir", "", "Run folder to (re-)export; writes RUN/export/ (built beside the old one, "
+                        "then swapped in).", flag_values=flag_values)
+
+
+def main(flag_values):
+    import logging
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # tf.saved_model.save is chatty at INFO
-    sys.exit(cli(flags.FLAGS.workdir))
+    with cli.one_line_errors():
+        if not flag_values.workdir:
+            raise ValueError("--workdir is required: pass the folder of a training run")
+        target = export_run(flag_values.workdir)
+    print(f"exported {flag_values.workdir} to {target}")
 
 
 def run_main():
-    from absl import app, flags
-    # Defined here, not at import: hvae_repr.train defines its own --workdir in the same global FLAGS.
-    flags.DEFINE_string("workdir", "", "Run folder to (re-)export; writes RUN/export/ (built beside the old one, then swapped in).")
-    app.run(main)
+    cli.run(define, main)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,16 @@ import math
 import os
 from typing import NamedTuple
 
-import keras
 import numpy as np
-import tensorflow as tf
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from hvae_repr import io_utils, runs
-from hvae_repr.export import EXPORT, META
+from hvae_repr import io_utils
+from hvae_repr.runs import RunDir
+from hvae_repr.tf_env import tf
+
+import keras
+
+EXPORT, META = RunDir.EXPORT, RunDir.EXPORT_META
 
 DEFAULT_BATCH_SIZE = 512
 KINDS = ("mean", "sample")
@@ -37,7 +40,7 @@ def find_export(path):
     for candidate in (path, os.path.join(path, EXPORT)):
         if os.path.isfile(os.path.join(candidate, META)) and os.path.isfile(os.path.join(candidate, "saved_model.pb")):
             return candidate
-    if os.path.isfile(runs.path(path, runs.CONFIG)):
+    if RunDir(path).has_config:
         raise ValueError(f"run folder {path} has no {EXPORT}/ yet; write it with: python -m hvae_repr.export "
                          f"--workdir={path}")
     raise ValueError(f"{path} is neither a run folder nor an export folder (no {META} there or in {EXPORT}/); "

@@ -1,6 +1,8 @@
-"""Small file helpers: atomic writes, so that a crash never leaves half a file."""
+"""Small file helpers: atomic writes, so that a crash never leaves half a file or folder."""
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 
 
@@ -38,3 +40,32 @@ def append_jsonl(path, obj):
         f.write(json.dumps(obj, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def replacing_folder(target):
+    """Yields a new empty folder beside `target`; when the block succeeds it takes target's place
+    (the old one, if any, is moved aside and deleted), when it fails it is deleted and target is
+    left as it was. So `target` is never half-written; between the two renames it is briefly absent.
+    """
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(target)}-new-")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result gets the usual permissions
+    old = None
+    try:
+        yield tmp
+        if os.path.exists(target):
+            old = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(target)}-old-")
+            os.replace(target, os.path.join(old, "previous"))
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not os.path.exists(target):  # put the previous folder back
+            os.replace(os.path.join(old, "previous"), target)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

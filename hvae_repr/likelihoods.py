@@ -1,28 +1,35 @@
 """Likelihoods p(x | z1): decoder outputs -> TFP distributions over the data.
 
-Every likelihood takes the decoder's raw output of shape [B, *input_shape, P]
-(P = `params_per_value`) and returns a distribution whose event shape is the
-input shape, so `log_prob` gives one number per example (nats).
+Every likelihood takes the decoder's raw output of shape [B, *input_shape, P] and returns a
+distribution whose event shape is the input shape, so `log_prob` gives one number per
+example (nats). The likelihood owns its output head: `params_per_value(config)` says how
+many decoder outputs (P) it needs per data value. Adding a likelihood takes one class and
+one line in LIKELIHOODS.
 """
+from hvae_repr.tf_env import tf
+
 import keras
-import tensorflow as tf
 import tensorflow_probability as tfp
 
 tfd = tfp.distributions
-
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned_sigma",
-               "discretized_logistic_mixture")
 
 
 class Likelihood(keras.layers.Layer):
     """Base class. `event(x)` maps data in [0, 1] to the distribution's support."""
 
-    params_per_value = 1
+    description = ""
+    # True when log_prob is a probability mass (so D is a code length and T1 compares it with
+    # the data's discrete entropy); False for a density.
+    discrete = False
 
-    def __init__(self, event_ndims, **kwargs):
+    def __init__(self, event_ndims, config, **kwargs):
         super().__init__(**kwargs)
         self.event_ndims = event_ndims
         self.built = True
+
+    @classmethod
+    def params_per_value(cls, config):
+        return 1
 
     def event(self, x):
         return x
@@ -39,6 +46,9 @@ class Likelihood(keras.layers.Layer):
 
 
 class Bernoulli(Likelihood):
+    description = "binary data (on grey values its D is a cross-entropy, not a code length)"
+    discrete = True
+
     # float dtype so that grey values in [0, 1] get the cross-entropy log-likelihood.
     def distribution(self, params):
         return self._independent(tfd.Bernoulli(logits=params[..., 0], dtype=tf.float32))
@@ -50,9 +60,14 @@ class Bernoulli(Likelihood):
 class Gaussian(Likelihood):
     """Gaussian with a fixed standard deviation `sigma` (in data units)."""
 
-    def __init__(self, event_ndims, sigma, **kwargs):
-        super().__init__(event_ndims, **kwargs)
-        self.sigma = float(sigma)
+    description = "fixed --gaussian_sigma (a density: D can be negative)"
+
+    def __init__(self, event_ndims, config, **kwargs):
+        super().__init__(event_ndims, config, **kwargs)
+        if not config.gaussian_sigma > 0:
+            raise ValueError("gaussian_sigma is 0, which stands for the data set's default; TrainConfig sets it, "
+                             "or set ModelConfig(gaussian_sigma=...) yourself")
+        self.sigma = float(config.gaussian_sigma)
 
     def scale(self):
         return tf.constant(self.sigma, tf.float32)
@@ -67,11 +82,13 @@ class Gaussian(Likelihood):
 class GaussianLearnedSigma(Gaussian):
     """Gaussian with one learned standard deviation shared by all pixels."""
 
-    def __init__(self, event_ndims, sigma, **kwargs):
-        super().__init__(event_ndims, sigma, **kwargs)
+    description = "one learned sigma, starting at --gaussian_sigma"
+
+    def __init__(self, event_ndims, config, **kwargs):
+        super().__init__(event_ndims, config, **kwargs)
         self.log_sigma = self.add_weight(
             shape=(), name="log_sigma", trainable=True,
-            initializer=keras.initializers.Constant(float(tf.math.log(sigma))))
+            initializer=keras.initializers.Constant(float(tf.math.log(self.sigma))))
 
     def scale(self):
         return tf.exp(tf.convert_to_tensor(self.log_sigma))
@@ -85,10 +102,18 @@ class DiscretizedLogisticMixture(Likelihood):
     so the 256 probabilities sum to one exactly.
     """
 
-    def __init__(self, event_ndims, num_mixtures, **kwargs):
-        super().__init__(event_ndims, **kwargs)
-        self.num_mixtures = int(num_mixtures)
-        self.params_per_value = 3 * self.num_mixtures
+    description = "8-bit images, --num_mixtures logistics per value"
+    discrete = True
+    LEVELS = 256
+    _MEAN_CHUNK = 16  # levels summed at once by `mean` (bounds its memory)
+
+    def __init__(self, event_ndims, config, **kwargs):
+        super().__init__(event_ndims, config, **kwargs)
+        self.num_mixtures = int(config.num_mixtures)
+
+    @classmethod
+    def params_per_value(cls, config):
+        return 3 * config.num_mixtures
 
     def event(self, x):
         return tf.round(x * 255.0)
@@ -108,19 +133,25 @@ class DiscretizedLogisticMixture(Likelihood):
         return self._independent(mixture)
 
     def mean(self, params):
-        logits, loc, _ = self._split(params)
+        """Exact mean over the 256 levels, in [0, 1]: E[y] = sum_{k=1}^{255} P(y >= k), and for one
+        component P(y >= k) = sigmoid((loc - k + 0.5) / scale) (its bins are (k - 0.5, k + 0.5])."""
+        logits, loc, scale = self._split(params)
         weights = tf.nn.softmax(logits, axis=-1)
-        # Approximates each component's mean by its clipped location.
-        return tf.reduce_sum(weights * tf.clip_by_value(loc, 0.0, 255.0), axis=-1) / 255.0
+        total = tf.zeros_like(loc)
+        for first in range(1, self.LEVELS, self._MEAN_CHUNK):
+            k = tf.range(first, min(first + self._MEAN_CHUNK, self.LEVELS), dtype=loc.dtype)
+            total += tf.reduce_sum(tf.sigmoid((loc[..., None] - k + 0.5) / scale[..., None]), axis=-1)
+        return tf.reduce_sum(weights * total, axis=-1) / 255.0
 
 
-def make_likelihood(name, event_ndims, gaussian_sigma=0.1, num_mixtures=5):
-    if name == "bernoulli":
-        return Bernoulli(event_ndims, name="likelihood")
-    if name == "gaussian":
-        return Gaussian(event_ndims, gaussian_sigma, name="likelihood")
-    if name == "gaussian_learned_sigma":
-        return GaussianLearnedSigma(event_ndims, gaussian_sigma, name="likelihood")
-    if name == "discretized_logistic_mixture":
-        return DiscretizedLogisticMixture(event_ndims, num_mixtures, name="likelihood")
-    raise ValueError(f"unknown likelihood {name!r}; use one of {', '.join(LIKELIHOODS)}")
+LIKELIHOODS = {
+    "bernoulli": Bernoulli,
+    "gaussian": Gaussian,
+    "gaussian_learned_sigma": GaussianLearnedSigma,
+    "discretized_logistic_mixture": DiscretizedLogisticMixture,
+}
+
+
+def make_likelihood(config):
+    """The likelihood layer of a ModelConfig."""
+    return LIKELIHOODS[config.likelihood](len(config.input_shape), config, name="likelihood")

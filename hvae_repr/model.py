@@ -3,55 +3,16 @@ generalized top-down inference q(zL|x) ... q(z1|z2,x), every factor a TFP distri
 
 Layer index 0 in every list is z1 (next to the data); the last is the top layer zL.
 """
-import dataclasses
 from typing import NamedTuple
 
+from hvae_repr.tf_env import tf
+
 import keras
-import tensorflow as tf
 import tensorflow_probability as tfp
 
 from hvae_repr import likelihoods, networks
 
 tfd = tfp.distributions
-
-TOP_LATENTS = ("gaussian", "categorical")
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    input_shape: tuple                # (H, W, C) images or (D,) vectors
-    latent_dims: tuple = (32, 16)     # z1 first
-    architecture: str = "mlp"
-    inference: str = "hvae"
-    likelihood: str = "bernoulli"
-    channels: int = 16                # conv only
-    hidden_units: int = 256           # mlp layers, and conv layers above z2
-    gaussian_sigma: float = 0.1       # gaussian likelihoods (initial value when learned)
-    num_mixtures: int = 5             # discretized_logistic_mixture
-    top_latent: str = "gaussian"      # or "categorical" (Gumbel-softmax relaxed in training)
-
-    def __post_init__(self):
-        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
-        object.__setattr__(self, "latent_dims", tuple(int(d) for d in self.latent_dims))
-        if not self.latent_dims or min(self.latent_dims) < 1:
-            raise ValueError(f"latent_dims must list one positive size per layer, z1 first (got {self.latent_dims})")
-        for name, value, allowed in (("architecture", self.architecture, networks.ARCHITECTURES),
-                                     ("inference", self.inference, networks.INFERENCES),
-                                     ("likelihood", self.likelihood, likelihoods.LIKELIHOODS),
-                                     ("top_latent", self.top_latent, TOP_LATENTS)):
-            if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r}; use one of {', '.join(allowed)}")
-        if self.top_latent == "categorical" and self.latent_dims[-1] < 2:
-            raise ValueError("a categorical top layer needs at least 2 categories; raise the last --latent_dims entry")
-
-    @property
-    def num_layers(self):
-        return len(self.latent_dims)
-
-    @property
-    def params_per_value(self):
-        return 3 * self.num_mixtures if self.likelihood == "discretized_logistic_mixture" else 1
-
 
 class LayerPosterior(NamedTuple):
     q: tfd.Distribution   # q(z_l | z_{l+1}, x), batch [B], event [d_l]
@@ -73,10 +34,13 @@ def ladder_merge(estimate, prior):
 
 
 class HierarchicalVAE(keras.Model):
-    """A hierarchical VAE with L >= 1 latent layers (see ModelConfig)."""
+    """A hierarchical VAE with L >= 1 latent layers (see hvae_repr.config.ModelConfig; its
+    input_shape must be set)."""
 
-    def __init__(self, model_config: ModelConfig, **kwargs):
+    def __init__(self, model_config, **kwargs):
         super().__init__(name="hierarchical_vae", **kwargs)
+        if not model_config.input_shape:
+            raise ValueError("the ModelConfig has no input_shape; set it from the data set first")
         self.model_config = model_config
         nets = networks.build_networks(model_config)
         self.bottom_up = nets.bottom_up
@@ -90,9 +54,7 @@ class HierarchicalVAE(keras.Model):
             setattr(self, f"posterior_{name}", self.posterior_nets[l])
             if l < len(self.prior_nets):
                 setattr(self, f"prior_{name}", self.prior_nets[l])
-        self.likelihood = likelihoods.make_likelihood(
-            model_config.likelihood, len(model_config.input_shape),
-            model_config.gaussian_sigma, model_config.num_mixtures)
+        self.likelihood = likelihoods.make_likelihood(model_config)
 
     @property
     def num_layers(self):

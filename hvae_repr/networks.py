@@ -15,13 +15,30 @@ Deeper conv hierarchies stack dense layers z3..zL on top of the z2 trunk.
 """
 import dataclasses
 import math
+from typing import Callable, NamedTuple
+
+from hvae_repr.tf_env import tf
 
 import keras
-import tensorflow as tf
 from keras import layers
 
-ARCHITECTURES = ("mlp", "conv")
-INFERENCES = ("hvae", "ladder")
+from hvae_repr import likelihoods
+
+
+class Choice(NamedTuple):
+    description: str
+
+
+INFERENCES = {
+    "hvae": Choice("q(z_l|z_{l+1},x) from features of x joined with the sampled layer above"),
+    "ladder": Choice("the paper's ladder variant: a bottom-up estimate from a trunk shared by all layers, merged "
+                     "with the prior by precision weighting"),
+}
+TOP_LATENTS = {
+    "gaussian": Choice("diagonal Gaussian"),
+    "categorical": Choice("categorical with (last --latent_dims entry) categories, Gumbel-softmax relaxed in "
+                          "training, hard one-hot at evaluation"),
+}
 
 
 class GaussianHeads(layers.Layer):
@@ -124,11 +141,11 @@ class Networks:
 
 def build_networks(config):
     """Builds every network for a `ModelConfig`."""
-    if config.architecture == "mlp":
-        return _mlp_networks(config)
-    if config.architecture == "conv":
-        return _conv_networks(config)
-    raise ValueError(f"unknown architecture {config.architecture!r}; use one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[config.architecture].build(config)
+
+
+def _outputs_per_value(config):
+    return likelihoods.LIKELIHOODS[config.likelihood].params_per_value(config)
 
 
 def _vector_layers(config, networks, first):
@@ -147,14 +164,15 @@ def _vector_layers(config, networks, first):
 
 def _mlp_networks(config):
     hidden = config.hidden_units
-    out_size = math.prod(config.input_shape) * config.params_per_value
+    per_value = _outputs_per_value(config)
+    out_size = math.prod(config.input_shape) * per_value
     networks = Networks(
         bottom_up=[keras.Sequential([layers.Flatten(), layers.Dense(hidden, activation="relu"),
                                      layers.Dense(hidden, activation="relu")], name="bottom_up_z1")],
         bottom_up_input=[-1], posterior=[], prior=[],
         decoder=keras.Sequential([layers.Dense(hidden, activation="relu"), layers.Dense(hidden, activation="relu"),
                                   layers.Dense(out_size),
-                                  layers.Reshape(tuple(config.input_shape) + (config.params_per_value,))],
+                                  layers.Reshape(tuple(config.input_shape) + (per_value,))],
                                  name="decoder"))
     _vector_layers(config, networks, first=0)
     return networks
@@ -168,7 +186,7 @@ def _conv_networks(config):
                          f"e.g. --latent_dims={16 * c},20")
     z1_channels = z1_dim // 16
     ladder = config.inference == "ladder"
-    # z1's x branch: down, down (7x7 or 8x8 features); the ladder variant also applies 'mid' itself.
+    # z1's x branch: down, down (7x7 or 8x8 features), then z1's own 'mid' conv and heads.
     x_branch = [conv_down(c, activation="relu"), conv_down(c, activation="relu")]
     networks = Networks(
         bottom_up=[keras.Sequential(x_branch, name="bottom_up_z1")],
@@ -180,14 +198,18 @@ def _conv_networks(config):
             layers.Reshape((4, 4, z1_channels)),
             deconv_mid(c, h, activation="relu"),
             deconv_up(c, activation="relu"),
-            deconv_up(channels_in * config.params_per_value),
-            layers.Reshape((h, w, channels_in, config.params_per_value))], name="decoder"))
+            deconv_up(channels_in * _outputs_per_value(config)),
+            layers.Reshape((h, w, channels_in, _outputs_per_value(config)))], name="decoder"))
     if len(config.latent_dims) > 1:
-        # z2's trunk reads x separately (the reference shares no weights between the two branches).
-        networks.bottom_up.append(keras.Sequential(
-            [conv_down(c, activation="relu"), conv_down(c, activation="relu"),
-             conv_mid(c, h, activation="relu"), layers.Flatten()], name="bottom_up_z2"))
-        networks.bottom_up_input.append(-1)
+        if ladder:  # the paper's ladder variant: z2 continues z1's trunk (down, down) with its own mid conv
+            networks.bottom_up.append(keras.Sequential(
+                [conv_mid(c, h, activation="relu"), layers.Flatten()], name="bottom_up_z2"))
+            networks.bottom_up_input.append(0)
+        else:  # the reference hvae: z2's trunk reads x separately, sharing no weights with z1's branch
+            networks.bottom_up.append(keras.Sequential(
+                [conv_down(c, activation="relu"), conv_down(c, activation="relu"),
+                 conv_mid(c, h, activation="relu"), layers.Flatten()], name="bottom_up_z2"))
+            networks.bottom_up_input.append(-1)
         _vector_layers(config, networks, first=1)
     return networks
 
@@ -201,3 +223,17 @@ def _check_conv_input(config):
         raise ValueError("the conv z1 is a Gaussian map and cannot be categorical; add a layer above it "
                          "or use --top_latent=gaussian")
     return shape
+
+
+class Architecture(NamedTuple):
+    build: Callable                # ModelConfig -> Networks
+    default_latent_dims: Callable  # ModelConfig -> sizes, z1 first
+    description: str
+
+
+ARCHITECTURES = {
+    "mlp": Architecture(_mlp_networks, lambda config: (32, 16), "dense layers for any input (images are flattened)"),
+    # conv: z1 is the reference model's 4x4xchannels map, z2 has the paper's 20 dimensions.
+    "conv": Architecture(_conv_networks, lambda config: (16 * config.channels, 20),
+                         "the paper's reference conv model for 28x28xC or 32x32xC images"),
+}

@@ -6,7 +6,7 @@
 
 All numbers are in nats per example. betas are listed from z1 up.
 """
-import tensorflow as tf
+from hvae_repr.tf_env import tf
 
 ACTIVE_UNIT_THRESHOLD_NATS = 0.01  # a dimension is active when its mean KL exceeds this
 

@@ -1,7 +1,10 @@
-"""The training loop behind `python -m hvae_repr.train`: a fixed-signature tf.function
-step, per-epoch checkpoints, metrics.jsonl, TensorBoard summaries and the final
-test-set result."""
-import dataclasses
+"""The training loop behind `python -m hvae_repr.train`: a fixed-signature tf.function step,
+per-epoch checkpoints, metrics.jsonl, TensorBoard summaries and the final test-set result.
+
+A step whose loss or gradient is NaN or inf is skipped (no update) and counted; after
+--max_bad_steps such steps in a row training stops with an error naming the step and the
+term, and the last checkpoint (written before the bad steps) stays loadable.
+"""
 import json
 import math
 import os
@@ -10,14 +13,19 @@ import time
 
 import numpy as np
 
-from hvae_repr import io_utils, objective, runs, units
+from hvae_repr import io_utils, objective, passes, runs, seeds, units
+from hvae_repr.runs import RunDir
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive steps with a NaN or infinite loss or gradient."""
 
 
 def library_versions():
     import keras
     import scipy
     import sklearn
-    import tensorflow as tf
+    from hvae_repr.tf_env import tf
     import tensorflow_probability as tfp
     return {"tensorflow": tf.__version__, "tensorflow_probability": tfp.__version__, "keras": keras.__version__,
             "numpy": np.__version__, "scipy": scipy.__version__, "scikit_learn": sklearn.__version__,
@@ -25,7 +33,7 @@ def library_versions():
 
 
 def set_threads(threads):
-    import tensorflow as tf
+    from hvae_repr.tf_env import tf
     if threads:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -38,72 +46,95 @@ def by_layer(values):
     return {f"z{l + 1}": v for l, v in enumerate(values)}
 
 
+def gumbel_temperature(config, epoch, step):
+    """The paper's schedule by default: max(min, initial * exp(-rate * t)), t in epochs (or steps)."""
+    t = epoch if config.gumbel_anneal_every == "epoch" else step
+    return max(config.gumbel_min_temperature, config.gumbel_temperature * math.exp(-config.gumbel_anneal_rate * t))
+
+
 class Trainer:
     def __init__(self, config, verbose=True):
         self.config = config
+        self.run_dir = RunDir(config.workdir)
         self.verbose = verbose
-
-    @property
-    def result_file(self):
-        return runs.path(self.config.workdir, runs.TRAIN_RESULT)
 
     def log(self, message):
         if self.verbose:
             print(message, flush=True)
 
     def run(self):
-        """Trains (or resumes) the run; a finished run's result is returned as it is."""
-        return self.prepare() or self.fit()
+        """Trains (or resumes) the run under its lock; a finished run's result is returned as it is."""
+        finished = self.prepare()
+        if finished is not None:
+            return finished
+        with self.run_dir.lock():
+            return self.claim() or self.fit()
+
+    def _finished_result(self):
+        result = io_utils.read_json(self.run_dir.file(self.run_dir.TRAIN_RESULT))
+        self.log(f"{self.config.workdir} has finished training; not training again.")
+        self.log(format_table(result))
+        return result
 
     def prepare(self):
-        """Checks the settings, the workdir and the data, and builds the model: every error that
-        bad input can cause is raised here, before training. Returns the result of a finished run."""
-        cfg = self.config
-        runs.check_same_run(cfg.workdir, cfg)
-        if os.path.isfile(self.result_file):
-            result = io_utils.read_json(self.result_file)
-            self.log(f"{cfg.workdir} has finished training; not training again.")
-            self.log(format_table(result))
-            return result
+        """Checks the settings, the workdir and the data, and builds the model, writing nothing: every
+        error that bad input can cause is raised here, before training. Returns the result of a finished run."""
+        cfg, run = self.config, self.run_dir
+        run.check_can_train(cfg)
+        if run.is_trained:
+            return self._finished_result()
         set_threads(cfg.threads)
-        self.dataset = runs.load_run_dataset(cfg)
+        self.dataset = runs_dataset(cfg)
         if len(self.dataset.x_train) < cfg.batch_size:
             raise ValueError(f"--batch_size={cfg.batch_size} exceeds the {len(self.dataset.x_train)} training "
                              f"examples of {cfg.dataset}; lower --batch_size")
         import keras
+        from hvae_repr.model import HierarchicalVAE
         keras.utils.set_random_seed(cfg.seed)
-        model_config = cfg.model_config(self.dataset.input_shape)
-        self.model = runs.build_model(model_config)
-        os.makedirs(cfg.workdir, exist_ok=True)
-        if not os.path.isfile(runs.path(cfg.workdir, runs.CONFIG)):
-            io_utils.write_json_atomic(runs.path(cfg.workdir, runs.CONFIG), {
-                "flags": cfg.to_json(), "model": dataclasses.asdict(model_config)})
+        self.config = cfg = cfg.with_input_shape(self.dataset.input_shape)
+        self.model = HierarchicalVAE(cfg.model).build_all()
+        return None
+
+    def claim(self):
+        """With the run's lock held: checks again (another process may have started or finished the run
+        meanwhile) and writes config.json. Returns the result if the run has finished meanwhile."""
+        self.run_dir.check_can_train(self.config)
+        if self.run_dir.is_trained:
+            return self._finished_result()
+        if not self.run_dir.has_config:
+            self.run_dir.write_config(self.config)
         return None
 
     def fit(self):
         """Trains from the last checkpoint to the end, then writes export/ and train_result.json."""
         import keras
-        import tensorflow as tf
-        cfg, model, dataset = self.config, self.model, self.dataset
+        from hvae_repr.tf_env import tf
+        cfg, model, dataset, run = self.config, self.model, self.dataset, self.run_dir
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
         optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         seconds_var = tf.Variable(0.0, dtype=tf.float64, trainable=False)
-        checkpoint = runs.make_checkpoint(model, optimizer=optimizer, epoch=epoch_var, train_seconds=seconds_var)
-        manager = tf.train.CheckpointManager(checkpoint, runs.path(cfg.workdir, runs.CHECKPOINTS), max_to_keep=2)
-        if manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint).assert_consumed()
-            self.log(f"resuming {cfg.workdir} after epoch {int(epoch_var)}")
+        skipped_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+        def make_checkpoint():
+            return tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
+                                       train_seconds=seconds_var, skipped_steps=skipped_var)
+        checkpoint = make_checkpoint()
+        manager = tf.train.CheckpointManager(checkpoint, run.file(run.CHECKPOINTS), max_to_keep=2)
+        if run.checkpoints():
+            restored = runs.restore_newest(run.checkpoints(), lambda: checkpoint, run.path, log=self.log)
+            self.log(f"resuming {cfg.workdir} after epoch {int(epoch_var)} ({os.path.basename(restored)})")
         start_epoch = int(epoch_var)
-        metrics_file = runs.path(cfg.workdir, runs.METRICS)
+        metrics_file = run.file(run.METRICS)
         _truncate_metrics(metrics_file, start_epoch)
 
-        step_fn = self._make_step(model, optimizer, dataset.input_shape)
-        writer = tf.summary.create_file_writer(runs.path(cfg.workdir, runs.SUMMARIES))
+        step_fn = make_train_step(model, optimizer, cfg.batch_size, dataset.input_shape)
+        writer = tf.summary.create_file_writer(run.file(run.SUMMARIES))
         num_train = len(dataset.x_train)
         steps_per_epoch = num_train // cfg.batch_size
         betas = np.asarray(cfg.betas, np.float32)
-        last_save = time.time()
+        seed = tf.constant(cfg.seed, tf.int32)
+        last_save, bad_in_a_row = time.time(), 0
         for epoch in range(start_epoch, cfg.epochs):
             started = time.time()
             order = np.random.default_rng([cfg.seed, epoch]).permutation(num_train)
@@ -111,27 +142,33 @@ class Trainer:
             if self.verbose and sys.stdout.isatty():
                 print(f"epoch {epoch + 1}/{cfg.epochs}")
                 progress = keras.utils.Progbar(steps_per_epoch)
-            totals = {}
+            totals, good = {}, 0
             for i in range(steps_per_epoch):
                 step = epoch * steps_per_epoch + i
                 warmup = min(1.0, (step + 1) / (cfg.kl_warmup_epochs * steps_per_epoch)) if cfg.kl_warmup_epochs else 1.0
-                temperature = max(cfg.gumbel_min_temperature, cfg.gumbel_temperature * math.exp(-cfg.gumbel_anneal_rate * step))
                 batch = dataset.x_train[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
-                out = step_fn(batch, tf.constant([cfg.seed, step], tf.int32), betas * warmup,
-                              tf.constant(temperature, tf.float32))
+                out = step_fn(batch, seed, tf.constant(step, tf.int32), betas * warmup,
+                              tf.constant(gumbel_temperature(cfg, epoch, step), tf.float32))
+                if not bool(out.pop("finite")):
+                    skipped_var.assign_add(1)
+                    bad_in_a_row += 1
+                    if bad_in_a_row >= cfg.max_bad_steps:
+                        raise TrainingDiverged(_divergence_message(out, step, bad_in_a_row, run, epoch_var))
+                    continue
+                bad_in_a_row, good = 0, good + 1
                 for key, value in out.items():
                     totals[key] = totals.get(key, 0.0) + value.numpy()
                 if progress is not None:
                     progress.update(i + 1, [("loss", float(out["loss"])), ("D", float(out["distortion"]))] +
                                     [(f"R(z{l + 1})", float(out[f"rate_z{l + 1}"])) for l in range(model.num_layers)])
-            means = {k: v / steps_per_epoch for k, v in totals.items()}
+            means = {k: v / max(good, 1) for k, v in totals.items()}
             for l in range(model.num_layers):  # active over the epoch, not the mean of per-batch counts
                 means[f"active_units_z{l + 1}"] = int(objective.count_active_units(means[f"kl_per_dim_z{l + 1}"]))
             seconds_var.assign_add(time.time() - started)
             epoch_var.assign(epoch + 1)
             # The line goes first: after a crash before the checkpoint, resuming drops it and trains again.
             line = _metrics_line(means, model.num_layers, epoch + 1, (epoch + 1) * steps_per_epoch,
-                                 float(seconds_var), warmup)
+                                 float(seconds_var), warmup, steps_per_epoch - good, int(skipped_var))
             io_utils.append_jsonl(metrics_file, line)
             with writer.as_default(step=(epoch + 1) * steps_per_epoch):
                 _write_summaries(means)
@@ -141,78 +178,87 @@ class Trainer:
             if progress is None:
                 self.log(_epoch_summary(line, cfg.epochs))
 
-        result = self._test_result(model, dataset, float(seconds_var), steps_per_epoch)
+        result = self._test_result(model, dataset, float(seconds_var), steps_per_epoch, int(skipped_var))
         # Export before the result file: a failed export leaves the run unfinished, so rerunning redoes it.
         from hvae_repr import export
-        export.export_model(model, cfg.workdir, cfg)
-        io_utils.write_json_atomic(self.result_file, result)
+        export.export_model(model, run, cfg)
+        io_utils.write_json_atomic(run.file(run.TRAIN_RESULT), result)
         self.log(format_table(result))
         return result
 
-    def _make_step(self, model, optimizer, input_shape):
-        import tensorflow as tf
+    def _test_result(self, model, dataset, seconds, steps_per_epoch, skipped):
+        """Test-set rates from hvae_repr.passes (the evaluation's own pass, same seeds)."""
         cfg = self.config
-        spec = [tf.TensorSpec((cfg.batch_size,) + tuple(input_shape), tf.float32),
-                tf.TensorSpec((2,), tf.int32), tf.TensorSpec((model.num_layers,), tf.float32),
-                tf.TensorSpec((), tf.float32)]
-
-        @tf.function(input_signature=spec)
-        def train_step(x, seed, betas, temperature):
-            with tf.GradientTape() as tape:
-                terms = model.terms(x, seed, training=True, temperature=temperature)
-                summary = objective.summarize(terms, tf.unstack(betas))
-            grads = tape.gradient(summary["loss"], model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return summary
-
-        return train_step
-
-    def _test_result(self, model, dataset, seconds, steps_per_epoch):
-        """Test-set means with one posterior sample per example (seeded)."""
-        cfg = self.config
-        stats = evaluate_terms(model, dataset.x_test, seed=cfg.seed)
-        return {
+        arrays = passes.dataset_pass(model, dataset.x_test, cfg.seed, views=False)
+        result = {
             "dataset": cfg.dataset,
             "units": "nats per example unless the key says bits",
             "num_train_examples": int(len(dataset.x_train)),
             "num_test_examples": int(len(dataset.x_test)),
             "epochs": cfg.epochs,
             "steps": cfg.epochs * steps_per_epoch,
+            "skipped_steps": skipped,
             "betas": by_layer(list(cfg.betas)),
             "latent_dims": by_layer(list(model.model_config.latent_dims)),
-            "test": stats,
+            "test": passes.rate_summary(arrays, cfg.seed),
             "train_seconds": seconds,
             "versions": library_versions(),
         }
+        if cfg.model.likelihood == "bernoulli" and not dataset.is_binary:
+            result["warning"] = (f"{cfg.dataset} is not binary: the Bernoulli distortion on grey values is a "
+                                 f"cross-entropy, not a code length, so neg_elbo_nats bounds no -log p(x); "
+                                 f"binarize the data (e.g. binary_digits) or use another --likelihood")
+        return result
 
 
-def evaluate_terms(model, x, seed, batch_size=500):
-    """Mean distortion, per-layer rates (nats and bits), negative ELBO and active units over `x`."""
-    import tensorflow as tf
-    n = len(x)
-    sums, dims = np.zeros(1 + model.num_layers), None
-    for start in range(0, n, batch_size):
-        seed_t = tf.constant([seed, 1_000_003 + start], tf.int32)  # disjoint from training step seeds
-        terms = model.terms(x[start:start + batch_size], seed_t)
-        sums += [float(tf.reduce_sum(t)) for t in [terms["distortion"]] + terms["rates"]]
-        per_dim = [tf.reduce_sum(k, 0).numpy() for k in terms["kl_per_dim"]]
-        dims = per_dim if dims is None else [a + b for a, b in zip(dims, per_dim)]
-    distortion, rates = float(sums[0]) / n, [float(s) / n for s in sums[1:]]
-    total = sum(rates)
-    return {
-        "distortion_nats": distortion,
-        "rate_nats": by_layer(rates),
-        "rate_bits": by_layer([units.nats_to_bits(r) for r in rates]),
-        "total_rate_nats": total,
-        "total_rate_bits": units.nats_to_bits(total),
-        "neg_elbo_nats": distortion + total,
-        "active_units": by_layer([int(objective.count_active_units(d / n)) for d in dims]),
-    }
+def runs_dataset(config):
+    """The run's data set, validated for its likelihood."""
+    from hvae_repr import data
+    return data.load_dataset(config.dataset, config.data_dir or None, likelihood=config.model.likelihood)
+
+
+def make_train_step(model, optimizer, batch_size, input_shape):
+    """One optimizer step as a tf.function with a fixed input signature (traced once).
+
+    Returns objective.summarize's batch means and "finite": whether the loss and every gradient
+    were finite (when not, no update was applied)."""
+    from hvae_repr.tf_env import tf
+    spec = [tf.TensorSpec((batch_size,) + tuple(input_shape), tf.float32), tf.TensorSpec((), tf.int32),
+            tf.TensorSpec((), tf.int32), tf.TensorSpec((model.num_layers,), tf.float32),
+            tf.TensorSpec((), tf.float32)]
+
+    @tf.function(input_signature=spec)
+    def train_step(x, seed, step, betas, temperature):
+        with tf.GradientTape() as tape:
+            terms = model.terms(x, seeds.derive(seed, "train_step", step), training=True, temperature=temperature)
+            summary = objective.summarize(terms, tf.unstack(betas))
+        grads = tape.gradient(summary["loss"], model.trainable_variables)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads] +
+                               [tf.math.is_finite(summary["loss"])])
+
+        def apply():
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return tf.constant(True)
+        summary["finite"] = tf.cond(finite, apply, lambda: tf.constant(False))
+        return summary
+
+    return train_step
+
+
+def _divergence_message(out, step, count, run, epoch_var):
+    bad = [name for name, key in [("loss", "loss"), ("distortion", "distortion")] +
+           [(f"rate of {k[5:]}", k) for k in sorted(out) if k.startswith("rate_z")]
+           if not np.all(np.isfinite(out[key].numpy()))]
+    term = ", ".join(bad) if bad else "a gradient (the loss was finite)"
+    return (f"training stopped at step {step}: {count} step{'s' if count > 1 else ''} in a row had a NaN or "
+            f"infinite {term}; the last "
+            f"checkpoint in {run.file(run.CHECKPOINTS)} (after epoch {int(epoch_var)}) is intact; lower "
+            f"--learning_rate or check the data, then rerun to resume")
 
 
 def _write_summaries(means):
     """TensorBoard scalars named with their unit: nats, and bits for the rates; KL per dimension as histograms."""
-    import tensorflow as tf
+    from hvae_repr.tf_env import tf
     for key, value in means.items():
         if key.startswith("active_units"):
             tf.summary.scalar(f"train/{key}", value)
@@ -224,19 +270,20 @@ def _write_summaries(means):
                 tf.summary.scalar(f"train/{key}_bits", units.nats_to_bits(value))
 
 
-def _metrics_line(means, num_layers, epoch, step, seconds, warmup):
-    line = {"epoch": epoch, "step": step, "train_seconds": seconds, "beta_warmup_factor": warmup,
+def _metrics_line(means, num_layers, epoch, step, seconds, warmup, skipped_in_epoch, skipped_total):
+    return {"epoch": epoch, "step": step, "train_seconds": seconds, "beta_warmup_factor": warmup,
             "loss": float(means["loss"]), "distortion_nats": float(means["distortion"]),
             "total_rate_nats": float(means["total_rate"]), "neg_elbo_nats": float(means["neg_elbo"]),
             "rate_nats": by_layer([float(means[f"rate_z{l + 1}"]) for l in range(num_layers)]),
-            "active_units": by_layer([int(means[f"active_units_z{l + 1}"]) for l in range(num_layers)])}
-    return line
+            "active_units": by_layer([int(means[f"active_units_z{l + 1}"]) for l in range(num_layers)]),
+            "skipped_steps": skipped_in_epoch, "skipped_steps_total": skipped_total}
 
 
 def _epoch_summary(line, epochs):
     rates = " ".join(f"R({k})={v:.2f}" for k, v in sorted(line["rate_nats"].items(), reverse=True))
+    skipped = f"  skipped {line['skipped_steps']} bad steps" if line["skipped_steps"] else ""
     return (f"epoch {line['epoch']}/{epochs}  loss={line['loss']:.3f}  D={line['distortion_nats']:.3f}  "
-            f"{rates} nats  ({line['train_seconds']:.1f}s)")
+            f"{rates} nats  ({line['train_seconds']:.1f}s){skipped}")
 
 
 def _truncate_metrics(path, last_epoch):
@@ -254,9 +301,13 @@ def format_table(result):
     names = sorted(test["rate_nats"], key=lambda k: int(k[1:]), reverse=True)
     rows = [f"{'layer':<8}{'beta':>8}{'rate (nats)':>14}{'rate (bits)':>14}{'active units':>15}"]
     for name in names:
-        rows.append(f"{name:<8}{result['betas'][name]:>8.3g}{test['rate_nats'][name]:>14.3f}"
-                    f"{test['rate_bits'][name]:>14.3f}{test['active_units'][name]:>9d} / {result['latent_dims'][name]}")
-    rows.append(f"{'total':<8}{'':>8}{test['total_rate_nats']:>14.3f}{test['total_rate_bits']:>14.3f}")
-    rows.append(f"distortion {test['distortion_nats']:.3f} nats, negative ELBO {test['neg_elbo_nats']:.3f} nats "
-                f"per test example ({result['num_test_examples']} examples, {result['dataset']})")
+        rows.append(f"{name:<8}{result['betas'][name]:>8.3g}{test['rate_nats'][name]['mean']:>14.3f}"
+                    f"{test['rate_bits'][name]['mean']:>14.3f}{test['active_units'][name]:>9d} / "
+                    f"{result['latent_dims'][name]}")
+    rows.append(f"{'total':<8}{'':>8}{test['total_rate_nats']['mean']:>14.3f}{test['total_rate_bits']['mean']:>14.3f}")
+    rows.append(f"distortion {test['distortion_nats']['mean']:.3f} nats, negative ELBO "
+                f"{test['neg_elbo_nats']['mean']:.3f} nats per test example ({result['num_test_examples']} "
+                f"examples, {result['dataset']})")
+    if "warning" in result:
+        rows.append("warning: " + result["warning"])
     return "\n".join(rows)

@@ -11,11 +11,17 @@ TINY_RUN_SETTINGS = dict(dataset="digits", latent_dims=(8, 4), hidden_units=64, 
                          kl_warmup_epochs=0, seed=0)
 
 
+def train_config(**settings):
+    """A TrainConfig from flat settings named like the training flags."""
+    from hvae_repr import cli
+    from hvae_repr.config import TrainConfig
+    return cli.build(TrainConfig, **settings)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A finished two-layer mlp run on digits (2 epochs), shared by every test that needs a trained model."""
-    from hvae_repr.config import TrainConfig
     from hvae_repr.train import train
     workdir = str(tmp_path_factory.mktemp("runs") / "tiny")
-    train(TrainConfig(workdir=workdir, **TINY_RUN_SETTINGS), verbose=False)
+    train(train_config(workdir=workdir, **TINY_RUN_SETTINGS), verbose=False)
     return workdir

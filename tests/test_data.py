@@ -20,12 +20,16 @@ REAL_MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    """Downloads are off and any attempt to open a URL fails the test."""
+    """Downloads are off and any attempt to open a URL beyond this machine's loopback fails the test."""
     monkeypatch.setenv(data.OFFLINE_ENV, "1")
+    urlopen = urllib.request.urlopen
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("tests must not touch the network")
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    def loopback_only(url, *args, **kwargs):
+        full = getattr(url, "full_url", url)
+        if not full.startswith("http://127.0.0.1:"):
+            raise AssertionError(f"tests must not touch the network ({full})")
+        return urlopen(url, *args, **kwargs)
+    monkeypatch.setattr(urllib.request, "urlopen", loopback_only)
 
 
 def _uint8_images(rng, n, shape):
@@ -258,29 +262,51 @@ def test_download_false_overrides_environment(tmp_path, monkeypatch):
     assert "downloads are off" in _one_line_error(load_dataset, "svhn", str(tmp_path), download=False)
 
 
-def test_download_fetches_into_set_folder(tmp_path, monkeypatch):
+@pytest.fixture
+def local_server(tmp_path, monkeypatch):
+    """An HTTP server on 127.0.0.1 serving tmp_path/served/, standing in for the data set hosts."""
+    import functools
+    import http.server
+    import threading
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(data, "_KERAS_URL", f"http://127.0.0.1:{server.server_port}/")
+    yield served
+    server.shutdown()
+
+
+def _serve_mnist(served, monkeypatch, published_hash=None):
+    import hashlib
     arrays = _mnist_arrays(seed=5)
-    buffer = io.BytesIO()
-    np.savez(buffer, **dict(zip(["x_train", "y_train", "x_test", "y_test"], arrays)))
-    requested = []
+    np.savez(served / "mnist.npz", **dict(zip(["x_train", "y_train", "x_test", "y_test"], arrays)))
+    sha256 = hashlib.sha256((served / "mnist.npz").read_bytes()).hexdigest()
+    monkeypatch.setitem(data._FILE_HASHES, "mnist.npz", published_hash or sha256)
+    return arrays
 
-    def fake_urlopen(url, timeout):
-        requested.append((url, timeout))
-        return io.BytesIO(buffer.getvalue())
-    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
-    ds = load_dataset("mnist", str(tmp_path), download=True)
+
+def test_download_fetches_into_set_folder_and_checks_the_hash(tmp_path, local_server, monkeypatch):
+    arrays = _serve_mnist(local_server, monkeypatch)
+    ds = load_dataset("mnist", str(tmp_path / "data"), download=True)
     _assert_images(ds, arrays)
-    assert requested == [(data._KERAS_URL + "mnist.npz", data.DOWNLOAD_TIMEOUT_S)]
-    assert sorted(os.listdir(tmp_path / "mnist")) == ["mnist.npz"]
+    assert sorted(os.listdir(tmp_path / "data" / "mnist")) == ["mnist.npz"]
 
 
-def test_failed_download_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
-    def offline(url, timeout):
-        raise urllib.error.URLError("Name or service not known")
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-    message = _one_line_error(load_dataset, "cifar10", str(tmp_path), download=True)
-    assert "downloading failed" in message and "Name or service not known" in message
-    assert not list(tmp_path.rglob("*.part"))
+def test_download_with_the_wrong_hash_is_one_line_and_leaves_nothing(tmp_path, local_server, monkeypatch):
+    _serve_mnist(local_server, monkeypatch, published_hash="0" * 64)
+    message = _one_line_error(load_dataset, "mnist", str(tmp_path / "data"), download=True)
+    assert "downloading failed" in message and "mnist.npz" in message
+    assert not [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+
+
+def test_failed_download_is_one_line_and_leaves_nothing(tmp_path, local_server):
+    # Nothing is served: the host answers 404.
+    message = _one_line_error(load_dataset, "mnist", str(tmp_path / "data"), download=True)
+    assert "downloading failed" in message and "404" in message
+    assert not [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
 
 
 def test_unknown_name_lists_known_ones():

@@ -10,8 +10,10 @@ import types
 import numpy as np
 import pytest
 
-from evaluation import bounds
+from conftest import train_config
+from evaluation import bounds, stages
 from evaluation import evaluate as ev
+from hvae_repr.runs import RunDir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBES = ("logistic_regression", "linear_svm", "rbf_svm", "knn5")
@@ -64,7 +66,7 @@ def test_command_line_on_tiny_run_writes_every_field(tiny_run, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "wrote" in proc.stdout
-    with open(os.path.join(tiny_run, ev.EVAL_RESULT)) as f:
+    with open(RunDir(tiny_run).file(RunDir.EVAL_RESULT)) as f:
         result = json.load(f)
     assert not [n for n in os.listdir(tiny_run) if n.startswith(".tmp")]
     layers = result["latent_names"]
@@ -82,11 +84,10 @@ def test_command_line_on_tiny_run_writes_every_field(tiny_run, tmp_path):
 
 
 def test_synthetic_run_checks_t1(tmp_path):
-    from hvae_repr.config import TrainConfig
     from hvae_repr.train import train
     workdir = str(tmp_path / "synthetic_run")
-    train(TrainConfig(dataset="synthetic", workdir=workdir, latent_dims=(8, 4), hidden_units=32, epochs=1,
-                      batch_size=100, kl_warmup_epochs=0), verbose=False)
+    train(train_config(dataset="synthetic", workdir=workdir, latent_dims=(8, 4), hidden_units=32, epochs=1,
+                       batch_size=100), verbose=False)
     result = ev.evaluate(workdir, ev.EvalOptions(max_test=300, **fast_options(tmp_path)), verbose=False)
     _check_fields(result, ["z1", "z2"])
     t1 = result["bound_t1"]
@@ -121,132 +122,68 @@ def test_bad_options_are_rejected():
         ev.EvalOptions(probe_names=("tree",))
 
 
-def test_batch_outputs_equal_the_models_own_passes(tiny_run):
-    # One sampled and one mean pass give what terms, encode and reconstruct give (same seeds, same samples).
-    from hvae_repr import runs
-    model, config = runs.load_model(tiny_run)
-    x = runs.load_run_dataset(config).x_test[:120]
-    options = ev.EvalOptions(batch_size=50)
-    arrays = ev.collect(model, x, options)
-    for b, start in enumerate(range(0, len(x), options.batch_size)):
-        xb, rows = x[start:start + options.batch_size], slice(start, start + options.batch_size)
-        terms = model.terms(xb, ev._seed(options.seed, b, 0))
-        np.testing.assert_allclose(arrays["distortion"][rows], terms["distortion"], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(arrays["rates"][rows], np.stack(terms["rates"], 1), rtol=1e-5, atol=1e-5)
-        samples = model.sample_latents(xb, ev._seed(options.seed, b, 0))
-        for name, (mean, _) in model.encode(xb).items():
-            np.testing.assert_allclose(arrays["mean"][name][rows], mean, rtol=1e-5, atol=1e-6)
-            np.testing.assert_allclose(arrays["sample"][name][rows], samples[name], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(arrays["recon"][rows], model.reconstruct(xb), rtol=1e-5, atol=1e-6)
+def test_every_stage_reads_only_sections_of_earlier_stages():
+    done = set()
+    for stage in ev.STAGES:
+        assert set(stage.needs) <= done, f"{stage.name} needs {set(stage.needs) - done} before it runs"
+        done.add(stage.name)
+    assert len(done) == len(ev.STAGES)
+
+
+def test_train_and_evaluation_report_the_same_test_set_rates(tiny_run, tmp_path):
+    # One pass (hvae_repr.passes) with the same seeds serves both: no sampling noise between the two files.
+    with open(RunDir(tiny_run).file(RunDir.TRAIN_RESULT)) as f:
+        trained = json.load(f)["test"]
+    inp = ev.load_input(tiny_run, ev.EvalOptions(**fast_options(tmp_path)))
+    assert inp.seed == 0  # the run's seed
+    rates = stages.rates(inp)
+    for key in ("rate_nats", "rate_bits", "total_rate_nats", "distortion_nats", "neg_elbo_nats", "active_units"):
+        assert rates[key] == trained[key], key
+    other = stages.rates(ev.load_input(tiny_run, ev.EvalOptions(seed=5, **fast_options(tmp_path))))
+    assert other["distortion_nats"] != trained["distortion_nats"]  # another seed draws other samples
+
+
+def _bounds_input(y, likelihood, log_prob=None):
+    rng = np.random.default_rng(0)
+    arrays = types.SimpleNamespace(distortion=30 + rng.random(len(y)), rates=5 + rng.random((len(y), 2)),
+                                   latent_names=["z1", "z2"])
+    return types.SimpleNamespace(
+        labels=y, latent_names=["z1", "z2"], arrays=arrays, x=np.zeros((len(y), 1)), options=ev.EvalOptions(),
+        dataset=types.SimpleNamespace(num_classes=10, log_prob=None if log_prob is None else (lambda x: log_prob)),
+        config=types.SimpleNamespace(model=types.SimpleNamespace(likelihood=likelihood)))
 
 
 def test_t2_keeps_classes_missing_from_the_labels_and_t1_needs_a_discrete_likelihood():
     # 90 test labels of classes 0..8 from a 10-class data set (as after --max_test).
     y = np.arange(90) % 9
-    model = types.SimpleNamespace(latent_names=["z1", "z2"])
     counts = {"settings": {}, "logistic_regression": {"accuracy": 0.2, "num_correct": 6, "num_test": 30}}
-    result = {"rates": {"rate_nats": {"z2": {"mean": 0.5, "stderr": 0.01}}},
-              "mutual_information": {"z2": {"label": {"value_nats": 0.1, "stderr_nats": 0.01}}},
-              "probes": {"on_samples": {"z2": counts}, "on_means": {"z2": counts}}}
-    rng = np.random.default_rng(0)
-    arrays = {"distortion": 30 + rng.random(90), "rates": 5 + rng.random((90, 2))}
-    log_prob = -20 - rng.random(90)
-    t2, t1 = ev.check_bounds(model, arrays, result, y, 10, log_prob, "bernoulli", ev.EvalOptions())
+    sections = dict(rates={"rate_nats": {"z2": {"mean": 0.5, "stderr": 0.01}}},
+                    mutual_information={"z2": {"label": {"value_nats": 0.1, "stderr_nats": 0.01}}},
+                    probes={"on_samples": {"z2": counts}, "on_means": {"z2": counts}})
+    log_prob = -20 - np.random.default_rng(1).random(90)
+    t2 = stages.bound_t2(_bounds_input(y, "bernoulli", log_prob), **sections)
     assert t2["num_classes"] == 10 and len(t2["label_prior"]) == 10 and t2["label_prior"][9] == 0
     with_m_10 = bounds.fano_inverse(0.1, bounds.label_prior(y, num_classes=10))
     assert t2["bounds"]["mutual_information"]["bound_accuracy"] == pytest.approx(with_m_10)
     assert with_m_10 != pytest.approx(bounds.fano_inverse(0.1, bounds.label_prior(y)), abs=1e-4)
     assert t2["bounds"]["top_rate"]["information_nats"] == 0.5
-    assert t1["status"] == "checked"
+    assert stages.bound_t1(_bounds_input(y, "bernoulli", log_prob))["status"] == "checked"
     for density in ("gaussian", "gaussian_learned_sigma"):
-        _, t1 = ev.check_bounds(model, arrays, result, y, 10, log_prob, density, ev.EvalOptions())
+        t1 = stages.bound_t1(_bounds_input(y, density, log_prob))
         assert t1["status"] == "not applicable" and t1["violated"] is None and t1["data_entropy_nats"] is None
         assert density in t1["reason"] and "discrete" in t1["reason"]
 
 
-# ------------------------------------------------ the command line's one-line errors
-class _HeavyWorkStarted(Exception):
-    pass
-
-
-@pytest.fixture
-def cli(capsys):
-    """Runs main() in this process on parsed flags; returns (exit code, stderr) of a refused run."""
-    from absl import flags
-
-    from hvae_repr import train  # noqa: F401  (defines the flags it shares with evaluate first: workdir, seed, ...)
-    ev._define_flags()
-
-    def run(*argv):
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(["hvae-evaluate", "--batch_size=500", *argv])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            ev.main(["hvae-evaluate"])
-        return exit_info.value.code, capsys.readouterr().err.strip()
-    yield run
-    flags.FLAGS.unparse_flags()
-
-
-def _assert_one_line(code, err, *parts):
-    assert code == 2 and err.startswith("error: ") and "\n" not in err, err
-    for part in parts:
-        assert part in err, err
-
-
-def _copy_run(tiny_run, dest, *names):
-    os.makedirs(dest)
-    for name in names:
-        (shutil.copytree if os.path.isdir(os.path.join(tiny_run, name)) else shutil.copy)(
-            os.path.join(tiny_run, name), os.path.join(dest, name))
-    return str(dest)
-
-
-def test_command_line_reports_bad_runs_and_data_in_one_line(tiny_run, tmp_path, cli):
-    _assert_one_line(*cli("--workdir="), "--workdir is required")  # (in this process the default is train's)
-    _assert_one_line(*cli(f"--workdir={tmp_path}"), "not a run folder")
-    unfinished = _copy_run(tiny_run, tmp_path / "unfinished", "config.json", "checkpoints")
-    _assert_one_line(*cli(f"--workdir={unfinished}"), "has not finished training",
-                     f"python -m hvae_repr.train --workdir={unfinished}")
-    no_checkpoint = _copy_run(tiny_run, tmp_path / "no_checkpoint", "config.json", "train_result.json")
-    _assert_one_line(*cli(f"--workdir={no_checkpoint}"), "has no checkpoint yet")
-    no_data = _copy_run(tiny_run, tmp_path / "no_data", "config.json", "train_result.json", "checkpoints")
-    with open(os.path.join(no_data, "config.json")) as f:
-        config = json.load(f)
-    config["flags"].update(dataset="mnist", data_dir=str(tmp_path / "empty"))  # offline in the tests
-    with open(os.path.join(no_data, "config.json"), "w") as f:
-        json.dump(config, f)
-    _assert_one_line(*cli(f"--workdir={no_data}"), "mnist")
-
-
-def test_command_line_rejects_bad_flags_before_loading_anything(tiny_run, cli, monkeypatch):
-    def heavy(workdir):
-        raise _HeavyWorkStarted(workdir)
-    monkeypatch.setattr(ev, "load_run", heavy)
-    _assert_one_line(*cli(f"--workdir={tiny_run}", "--probe_jobs=0"), "probe_jobs must be at least 1")
-    _assert_one_line(*cli(f"--workdir={tiny_run}", "--confidence=2"), "confidence")
-    assert ev.EvalOptions(probe_jobs=-1).probe_jobs == -1  # joblib's one worker per core
-
-
-def test_eval_result_of_other_settings_is_not_overwritten(tiny_run, tmp_path, cli, monkeypatch):
-    def heavy(workdir):
-        raise _HeavyWorkStarted(workdir)
-    monkeypatch.setattr(ev, "load_run", heavy)
-    run = _copy_run(tiny_run, tmp_path / "run", "config.json", "train_result.json", "checkpoints")
+def test_eval_result_of_other_settings_is_not_overwritten(tiny_run, tmp_path):
+    run = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns(RunDir.EVAL_RESULT))
     quick = dataclasses.asdict(ev.EvalOptions(max_test=100))
     ev.write_result(run, {"settings": quick})
-    _assert_one_line(*cli(f"--workdir={run}", "--max_test=0"), "max_test: 100 there vs 0 now", "--overwrite")
-    assert "batch_size" not in cli(f"--workdir={run}", "--max_test=0")[1]  # only the settings that differ
-    # Same settings, or --overwrite: on to the evaluation.
-    with pytest.raises(_HeavyWorkStarted):
-        cli(f"--workdir={run}", "--max_test=100")
-    with pytest.raises(_HeavyWorkStarted):
-        cli(f"--workdir={run}", "--max_test=0", "--overwrite")
-    # The library refuses the same way; the number of probe workers changes no number.
     full = dataclasses.asdict(ev.EvalOptions())
-    with pytest.raises(ValueError, match="max_test: 100 there vs 0 now"):
+    with pytest.raises(ValueError, match="max_test: 100 there vs 0 now") as error:
         ev.write_result(run, {"settings": full})
-    ev.write_result(run, {"settings": dict(quick, probe_jobs=1)})
+    assert "batch_size" not in str(error.value) and "--overwrite" in str(error.value)  # only what differs
+    ev.write_result(run, {"settings": dict(quick, probe_jobs=1)})  # the number of probe workers changes no number
     ev.write_result(run, {"settings": full}, overwrite=True)
-    with open(os.path.join(run, ev.EVAL_RESULT)) as f:
+    with open(RunDir(run).file(RunDir.EVAL_RESULT)) as f:
         assert json.load(f)["settings"]["max_test"] == 0

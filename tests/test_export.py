@@ -8,7 +8,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from hvae_repr import export, runs
+from hvae_repr import export
+from hvae_repr.runs import RunDir
 
 ATOL = 1e-5  # SavedModel vs in-memory model, same weights and ops (observed difference: 0 to 6e-8)
 
@@ -39,16 +40,17 @@ FRESH_PROCESS = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def exported(tiny_run):
     """The run's export (written now unless training already wrote it) and the run's restored model."""
-    if not os.path.isdir(runs.path(tiny_run, export.EXPORT)):
+    run = RunDir(tiny_run)
+    if not os.path.isdir(run.file(run.EXPORT)):
         export.export_run(tiny_run)
-    model, _ = runs.load_model(tiny_run)
-    return model, runs.path(tiny_run, export.EXPORT)
+    model, _ = run.load_model()
+    return model, run.file(run.EXPORT)
 
 
 def test_export_layout_and_metadata(exported, tiny_run):
     model, path = exported
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
-    with open(os.path.join(path, export.META)) as f:
+    with open(os.path.join(path, RunDir.EXPORT_META)) as f:
         meta = json.load(f)
     assert meta["latent_names"] == ["z1", "z2"]
     assert meta["latent_dims"] == list(model.model_config.latent_dims)
@@ -88,7 +90,8 @@ def test_fresh_process_without_hvae_repr_matches_in_memory_model(exported, tmp_p
 def test_reexport_replaces_export_and_a_failed_export_keeps_the_old_one(exported, tiny_run, monkeypatch, capsys):
     import tensorflow as tf
     _, path = exported
-    assert export.cli(tiny_run) == 0
+    from hvae_repr import cli
+    cli.run_in_process(export.define, export.main, ["hvae-export", f"--workdir={tiny_run}"])
     assert "exported" in capsys.readouterr().out
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
     before = os.stat(os.path.join(path, "saved_model.pb")).st_mtime_ns
@@ -101,9 +104,3 @@ def test_reexport_replaces_export_and_a_failed_export_keeps_the_old_one(exported
         export.export_run(tiny_run)
     assert os.stat(os.path.join(path, "saved_model.pb")).st_mtime_ns == before
     assert not [n for n in os.listdir(tiny_run) if n.startswith(".export-")]
-
-
-def test_cli_on_a_folder_that_is_no_run(tmp_path, capsys):
-    assert export.cli(str(tmp_path / "nowhere")) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "not a run folder" in err and "\n" not in err

@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from hvae_repr import export, runs
+from hvae_repr import export
+from hvae_repr.runs import RunDir
 from hvae_repr.data import load_dataset
 from hvae_repr.features import HVAEEncoderLayer, HVAEFeatures, load_encoder
 
@@ -17,7 +18,7 @@ README_SECTION = "Use a trained encoder"
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_run):
-    if not os.path.isdir(runs.path(tiny_run, export.EXPORT)):
+    if not os.path.isdir(RunDir(tiny_run).file(RunDir.EXPORT)):
         export.export_run(tiny_run)
     return tiny_run
 
@@ -115,7 +116,7 @@ def test_clear_errors(run_dir, digits, tmp_path):
     _one_line_error(lambda: load_encoder(tmp_path), "neither a run folder nor an export folder")
     no_export = tmp_path / "run"
     no_export.mkdir()
-    shutil.copy(runs.path(run_dir, runs.CONFIG), no_export / runs.CONFIG)
+    shutil.copy(RunDir(run_dir).file(RunDir.CONFIG), no_export / RunDir.CONFIG)
     _one_line_error(lambda: load_encoder(no_export), "python -m hvae_repr.export")
 
     enc = load_encoder(run_dir)

@@ -5,9 +5,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hvae_repr.likelihoods import make_likelihood
+from hvae_repr.config import ModelConfig
+from hvae_repr.likelihoods import LIKELIHOODS
 
 RNG = np.random.default_rng(0)
+
+
+def make_likelihood(name, event_ndims, **settings):
+    return LIKELIHOODS[name](event_ndims, ModelConfig(likelihood=name, **{"gaussian_sigma": 0.1, **settings}))
 
 
 def test_bernoulli_sums_to_one_over_all_binary_images():
@@ -43,3 +48,17 @@ def test_discretized_logistic_mixture_sums_to_one_over_256_levels():
     np.testing.assert_allclose(per_value.sum(0), 1.0, atol=1e-4)
     mean = lik.mean(params).numpy()
     assert mean.shape == (1, 2) and np.all((mean >= 0) & (mean <= 1))
+
+
+def test_discretized_logistic_mixture_mean_is_the_exact_mean_over_the_levels():
+    # Wide components (large raw scale) put mass in the folded tails, where the clipped location is
+    # far from the mean; the exact mean must equal the direct sum over the 256 levels.
+    lik = make_likelihood("discretized_logistic_mixture", event_ndims=1, num_mixtures=2)
+    logits, loc, raw_scale = RNG.normal(size=(3, 4, 2)), RNG.uniform(-1.2, 1.2, (4, 2)), RNG.uniform(-1, 4, (4, 2))
+    params = tf.constant(np.concatenate([logits[0], loc, raw_scale], -1)[None], tf.float32)  # [1, 4 values, 6]
+    levels = np.arange(256, dtype=np.float32)
+    dist = lik.distribution(tf.repeat(params, 256, axis=0)).distribution
+    probs = tf.exp(dist.log_prob(np.repeat(levels[:, None], 4, 1))).numpy()  # [256 levels, 4 values]
+    direct = (probs * levels[:, None]).sum(0) / probs.sum(0) / 255.0
+    np.testing.assert_allclose(lik.mean(params).numpy()[0], direct, atol=2e-5)
+    assert lik.discrete and LIKELIHOODS["discretized_logistic_mixture"].params_per_value(ModelConfig(num_mixtures=2)) == 6

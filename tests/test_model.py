@@ -5,8 +5,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from hvae_repr.config import ModelConfig
 from hvae_repr.likelihoods import LIKELIHOODS
-from hvae_repr.model import HierarchicalVAE, ModelConfig, gaussian, ladder_merge
+from hvae_repr.model import HierarchicalVAE, gaussian, ladder_merge
 
 tfd = tfp.distributions
 SEED = tf.constant([3, 4], tf.int32)
@@ -15,7 +16,7 @@ SEED = tf.constant([3, 4], tf.int32)
 def make(input_shape=(8, 8, 1), **kwargs):
     keras.utils.set_random_seed(0)
     return HierarchicalVAE(ModelConfig(input_shape=input_shape, hidden_units=kwargs.pop("hidden_units", 32),
-                                       **kwargs)).build_all()
+                                       gaussian_sigma=kwargs.pop("gaussian_sigma", 0.1), **kwargs)).build_all()
 
 
 def test_reference_conv_architecture_has_the_papers_parameter_count():
@@ -23,6 +24,66 @@ def test_reference_conv_architecture_has_the_papers_parameter_count():
     assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == 122_713
     # z1 is a 4x4x16 map, flattened.
     assert model.encode(tf.zeros((2, 28, 28, 1)))["z1"][0].shape == (2, 256)
+
+
+def _layer(layer, x, kind, filters, kernel=None, strides=None, padding=None, activation=None, shape=None):
+    """Checks one layer of the reference model (its kind, size, kernel, stride, padding, activation and
+    output shape on input x) and returns its output."""
+    assert type(layer).__name__ == kind, (layer.name, type(layer).__name__, kind)
+    assert (layer.filters if kind.startswith("Conv") else layer.units) == filters, layer.name
+    if kernel is not None:
+        assert tuple(layer.kernel_size) == (kernel, kernel) and tuple(layer.strides) == (strides, strides), layer.name
+        assert layer.padding == padding, layer.name
+    assert layer.activation.__name__ == activation, (layer.name, layer.activation.__name__)
+    out = layer(x)
+    assert tuple(out.shape[1:]) == shape, (layer.name, out.shape)
+    return out
+
+
+def test_reference_conv_architecture_layer_by_layer():
+    # The paper's reference model for 28x28x1, c = 16, k = 20 (shared/paper-notes.md): "down" = 4x4 conv,
+    # stride 2, padding 1 (Keras "same" on even sizes); "mid" = 4x4 conv, stride 1, padding 0 (7 -> 4);
+    # "up"/"up-mid" the matching transposed convolutions; ReLU after every layer but the output heads.
+    model = make((28, 28, 1), architecture="conv", latent_dims=(256, 20), channels=16)
+    x = tf.zeros((2, 28, 28, 1))
+    # q(z2 | x): down, down, mid, flatten, two dense heads to k.
+    h = x
+    for layer, (kind, f, k, st, pad, shape) in zip(model.bottom_up_z2.layers, [
+            ("Conv2D", 16, 4, 2, "same", (14, 14, 16)), ("Conv2D", 16, 4, 2, "same", (7, 7, 16)),
+            ("Conv2D", 16, 4, 1, "valid", (4, 4, 16))]):
+        h = _layer(layer, h, kind, f, k, st, pad, "relu", shape)
+    h = model.bottom_up_z2.layers[3](h)
+    assert type(model.bottom_up_z2.layers[3]).__name__ == "Flatten" and h.shape[1:] == (256,)
+    assert len(model.bottom_up_z2.layers) == 4
+    heads = model.posterior_z2.heads
+    _layer(heads.loc_head, h, "Dense", 20, activation="linear", shape=(20,))
+    _layer(heads.scale_head, h, "Dense", 20, activation="linear", shape=(20,))  # softplus in GaussianHeads
+    assert not model.posterior_z2.conditioned
+    # q(z1 | z2, x): x branch down, down; z2 branch dense(k -> 16c), reshape 4x4xc, up-mid; concat; mid;
+    # two 3x3 stride-1 conv heads.
+    d = x
+    for layer, shape in zip(model.bottom_up_z1.layers, [(14, 14, 16), (7, 7, 16)]):
+        d = _layer(layer, d, "Conv2D", 16, 4, 2, "same", "relu", shape)
+    assert len(model.bottom_up_z1.layers) == 2
+    post = model.posterior_z1
+    z = _layer(post.z_dense, tf.zeros((2, 20)), "Dense", 256, activation="relu", shape=(256,))
+    z = _layer(post.z_up, tf.reshape(z, (2, 4, 4, 16)), "Conv2DTranspose", 16, 4, 1, "valid", "relu", (7, 7, 16))
+    h = _layer(post.mid, tf.concat([d, z], -1), "Conv2D", 16, 4, 1, "valid", "relu", (4, 4, 16))
+    _layer(post.heads.loc_head, h, "Conv2D", 16, 3, 1, "same", "linear", (4, 4, 16))
+    _layer(post.heads.scale_head, h, "Conv2D", 16, 3, 1, "same", "linear", (4, 4, 16))
+    # p(z1 | z2): dense(k -> 8c), two dense heads to 16c.
+    prior = model.prior_z1.layers
+    h = _layer(prior[0], tf.zeros((2, 20)), "Dense", 128, activation="relu", shape=(128,))
+    _layer(prior[1].loc_head, h, "Dense", 256, activation="linear", shape=(256,))
+    _layer(prior[1].scale_head, h, "Dense", 256, activation="linear", shape=(256,))
+    # p(x | z1): up-mid, up, up (logits, no activation).
+    dec = model.decoder.layers
+    h = dec[0](tf.zeros((2, 256)))
+    assert h.shape[1:] == (4, 4, 16)
+    h = _layer(dec[1], h, "Conv2DTranspose", 16, 4, 1, "valid", "relu", (7, 7, 16))
+    h = _layer(dec[2], h, "Conv2DTranspose", 16, 4, 2, "same", "relu", (14, 14, 16))
+    h = _layer(dec[3], h, "Conv2DTranspose", 1, 4, 2, "same", "linear", (28, 28, 1))
+    assert len(dec) == 5 and dec[4](h).shape[1:] == (28, 28, 1, 1)
 
 
 SHAPE_CASES = [
@@ -34,7 +95,7 @@ SHAPE_CASES = [
 
 # Every network, layer count and inference variant, each likelihood on several of them.
 @pytest.mark.parametrize("case,likelihood,inference", [
-    (case, LIKELIHOODS[i % len(LIKELIHOODS)], inference)
+    (case, list(LIKELIHOODS)[i % len(LIKELIHOODS)], inference)
     for i, case in enumerate(SHAPE_CASES) for inference in ("hvae", "ladder")])
 def test_batch_and_event_shapes(case, likelihood, inference):
     input_shape, architecture, dims = case
@@ -124,7 +185,6 @@ def test_importance_weights_bound_the_elbo():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(latent_dims=()), "one positive size per layer"),
     (dict(latent_dims=(4, 0)), "one positive size per layer"),
     (dict(architecture="resnet"), "unknown architecture 'resnet'"),
     (dict(inference="bottom_up"), "unknown inference"),

@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 
 from hvae_repr import objective
-from hvae_repr.model import HierarchicalVAE, ModelConfig
+from hvae_repr.config import ModelConfig
+from hvae_repr.model import HierarchicalVAE
 
 SEED = tf.constant([1, 2], tf.int32)
 

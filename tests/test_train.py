@@ -7,27 +7,29 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from hvae_repr import io_utils, runs, train
+from conftest import train_config
+from hvae_repr import cli, io_utils, train
 from hvae_repr.config import TrainConfig
+from hvae_repr.runs import RunDir
 
 SMALL = dict(dataset="digits", latent_dims=(6, 4), hidden_units=32, batch_size=128, epochs=3,
              kl_warmup_epochs=0, checkpoint_every_secs=0, seed=1)
 
 
 def lines(workdir):
-    with open(runs.path(workdir, runs.METRICS)) as f:
+    with open(RunDir(workdir).file(RunDir.METRICS)) as f:
         return [json.loads(line) for line in f]
 
 
 def weights(workdir):
-    model, _ = runs.load_model(workdir)
+    model, _ = RunDir(workdir).load_model()
     return [v.numpy() for v in model.trainable_variables]
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("train") / "run")
-    result = train.train(TrainConfig(workdir=workdir, **SMALL), verbose=False)
+    result = train.train(train_config(workdir=workdir, **SMALL), verbose=False)
     return workdir, result
 
 
@@ -36,15 +38,17 @@ def test_run_writes_every_file_with_named_layers_and_units(finished):
     for name in ("config.json", "metrics.jsonl", "train_result.json", "checkpoints", "summaries"):
         assert os.path.exists(os.path.join(workdir, name)), name
     config = io_utils.read_json(os.path.join(workdir, "config.json"))
-    assert config["flags"]["betas"] == [1.0, 1.0] and config["flags"]["latent_dims"] == [6, 4]
+    assert config["betas"] == [1.0, 1.0] and config["model"]["latent_dims"] == [6, 4]
     assert config["model"]["input_shape"] == [8, 8, 1]
+    assert RunDir(workdir).read_config() == train_config(workdir=workdir, **SMALL).with_input_shape((8, 8, 1))
     test = result["test"]
     assert set(test["rate_nats"]) == {"z1", "z2"} == set(test["rate_bits"]) == set(test["active_units"])
     for key in ("z1", "z2"):
-        assert test["rate_nats"][key] > 0
-        assert np.isclose(test["rate_bits"][key], test["rate_nats"][key] / np.log(2))
-    assert np.isclose(test["total_rate_nats"], sum(test["rate_nats"].values()))
-    assert np.isclose(test["neg_elbo_nats"], test["distortion_nats"] + test["total_rate_nats"])
+        assert test["rate_nats"][key]["mean"] > 0 and test["rate_nats"][key]["stderr"] > 0
+        assert np.isclose(test["rate_bits"][key]["mean"], test["rate_nats"][key]["mean"] / np.log(2))
+    assert np.isclose(test["total_rate_nats"]["mean"], sum(r["mean"] for r in test["rate_nats"].values()))
+    assert np.isclose(test["neg_elbo_nats"]["mean"], test["distortion_nats"]["mean"] + test["total_rate_nats"]["mean"])
+    assert result["skipped_steps"] == 0 and "warning" in result  # digits has grey levels: not a code length
     assert result["betas"] == {"z1": 1.0, "z2": 1.0}
     assert set(result["versions"]) >= {"tensorflow", "tensorflow_probability", "numpy"}
     assert result["train_seconds"] > 0
@@ -60,16 +64,16 @@ def test_training_lowers_the_loss(finished):
 
 def test_finished_run_is_not_trained_again(finished, capsys):
     workdir, result = finished
-    before = os.path.getmtime(runs.path(workdir, runs.TRAIN_RESULT))
-    again = train.train(TrainConfig(workdir=workdir, **SMALL), verbose=True)
+    before = os.path.getmtime(RunDir(workdir).file(RunDir.TRAIN_RESULT))
+    again = train.train(train_config(workdir=workdir, **SMALL), verbose=True)
     assert again == result
-    assert os.path.getmtime(runs.path(workdir, runs.TRAIN_RESULT)) == before
+    assert os.path.getmtime(RunDir(workdir).file(RunDir.TRAIN_RESULT)) == before
     assert "not training again" in capsys.readouterr().out
 
 
 def test_same_seed_reproduces_the_run(finished, tmp_path):
     workdir = str(tmp_path / "again")
-    result = train.train(TrainConfig(workdir=workdir, **SMALL), verbose=False)
+    result = train.train(train_config(workdir=workdir, **SMALL), verbose=False)
     assert result["test"] == finished[1]["test"]
     for a, b in zip(weights(workdir), weights(finished[0])):
         np.testing.assert_array_equal(a, b)
@@ -86,14 +90,14 @@ def test_interrupted_run_resumes_where_it_stopped(finished, tmp_path, monkeypatc
 
     monkeypatch.setattr(io_utils, "append_jsonl", crash_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        train.train(TrainConfig(workdir=workdir, **SMALL), verbose=False)
-    assert not os.path.exists(runs.path(workdir, runs.TRAIN_RESULT))
+        train.train(train_config(workdir=workdir, **SMALL), verbose=False)
+    assert not RunDir(workdir).is_trained
     # The crash came after epoch 2's metrics line but before its checkpoint: resuming drops that line.
     assert [line["epoch"] for line in lines(workdir)] == [1, 2]
-    assert tf.train.latest_checkpoint(runs.path(workdir, runs.CHECKPOINTS)).endswith("ckpt-1")
+    assert RunDir(workdir).checkpoints()[0].endswith("ckpt-1")
     monkeypatch.setattr(io_utils, "append_jsonl", original)
 
-    result = train.train(TrainConfig(workdir=workdir, **SMALL), verbose=False)
+    result = train.train(train_config(workdir=workdir, **SMALL), verbose=False)
     assert [line["epoch"] for line in lines(workdir)] == [1, 2, 3]
     # Resuming after epoch 2 gives exactly the uninterrupted run.
     assert result["test"] == finished[1]["test"]
@@ -105,13 +109,13 @@ def test_workdir_of_another_run_is_never_overwritten(finished):
     workdir, _ = finished
     with pytest.raises(ValueError, match=r"holds a run with other settings \(betas: 1,1 there vs 2,1 now\); "
                                          r"pick a new --workdir"):
-        train.train(TrainConfig(workdir=workdir, **{**SMALL, "betas": (2.0, 1.0)}), verbose=False)
+        train.train(train_config(workdir=workdir, **{**SMALL, "betas": (2.0, 1.0)}), verbose=False)
 
 
 def test_non_empty_folder_without_a_run_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not empty but holds no config.json"):
-        train.train(TrainConfig(workdir=str(tmp_path), **SMALL), verbose=False)
+        train.train(train_config(workdir=str(tmp_path), **SMALL), verbose=False)
     assert os.listdir(tmp_path) == ["notes.txt"]
 
 
@@ -123,51 +127,64 @@ def test_non_empty_folder_without_a_run_is_refused(tmp_path):
 ])
 def test_bad_settings_are_rejected(changes, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{**SMALL, **changes})
+        train_config(**{**SMALL, **changes})
 
 
 def test_batch_larger_than_the_data_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="--batch_size=5000 exceeds the 1437 training examples"):
-        train.train(TrainConfig(workdir=str(tmp_path / "r"), **{**SMALL, "batch_size": 5000}), verbose=False)
+        train.train(train_config(workdir=str(tmp_path / "r"), **{**SMALL, "batch_size": 5000}), verbose=False)
 
 
 def test_conv_on_small_images_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="conv architecture needs 28x28xC or 32x32xC images"):
-        train.train(TrainConfig(workdir=str(tmp_path / "r"), **{**SMALL, "architecture": "conv",
-                                                                "latent_dims": (32, 4)}), verbose=False)
+        train.train(train_config(workdir=str(tmp_path / "r"), **{**SMALL, "architecture": "conv",
+                                                                 "latent_dims": (32, 4)}), verbose=False)
 
 
-@pytest.fixture
-def parsed_flags():
-    def parse(*argv):
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(["hvae-train", *argv])
-        return train.config_from_flags()
-    yield parse
-    flags.FLAGS.unparse_flags()
+def parsed(*argv):
+    flag_values = flags.FlagValues()
+    train.define(flag_values)
+    flag_values(["hvae-train", *argv])
+    return cli.from_flags(TrainConfig, flag_values)
 
 
-def test_flags_list_layers_from_z1_up(parsed_flags):
-    config = parsed_flags("--betas=2,0.5", "--latent_dims=10,3", "--workdir=/tmp/x")
-    assert config.betas == (2.0, 0.5) and config.latent_dims == (10, 3)
-    default = parsed_flags()
-    assert default.betas == (1.0, 1.0) and default.latent_dims == (32, 16)
-    assert default.workdir == os.path.join("runs", "digits_mlp_hvae_betas1-1_seed0")
-    assert parsed_flags("--architecture=conv").latent_dims == (256, 20)
-    with pytest.raises(ValueError, match="--betas must be a comma-separated list of numbers"):
-        parsed_flags("--betas=one,two")
+def test_flags_list_layers_from_z1_up():
+    config = parsed("--betas=2,0.5", "--latent_dims=10,3", "--workdir=/tmp/x")
+    assert config.betas == (2.0, 0.5) and config.model.latent_dims == (10, 3)
+    default = parsed()
+    assert default.betas == (1.0, 1.0) and default.model.latent_dims == (32, 16)
+    assert default.dataset == "binary_digits" and default.kl_warmup_epochs == 0  # the paper: no warm-up for hvae
+    assert parsed("--architecture=conv").model.latent_dims == (256, 20)
+    with pytest.raises(ValueError, match="--betas must be a comma-separated list of float"):
+        parsed("--betas=one,two")
+    # The flags rebuild the same settings (the sweep launcher writes each run's command this way).
+    config = parsed("--betas=0.1,3", "--likelihood=gaussian", "--epochs=7", "--inference=ladder")
+    assert parsed(*cli.to_argv(config)) == config
+    assert config.model.gaussian_sigma == 0.03 and config.kl_warmup_epochs == 1  # the ladder: a fifth of 7
+
+
+def test_derived_run_name_holds_every_setting_that_changes_the_run():
+    base = parsed()
+    assert os.path.dirname(base.workdir) == "runs"
+    assert os.path.basename(base.workdir).startswith("binary_digits_mlp_hvae_bernoulli_z32-16_gaussian_betas1-1_seed0_")
+    names = {parsed(*argv).workdir for argv in [
+        (), ("--latent_dims=32,8",), ("--likelihood=gaussian",), ("--top_latent=categorical",), ("--epochs=3",),
+        ("--learning_rate=0.001",), ("--betas=1,2",), ("--gaussian_sigma=0.1", "--likelihood=gaussian")]}
+    assert len(names) == 8
+    # Where the files are and how fast they are made do not change the run, nor its name.
+    assert parsed("--threads=1", "--data_dir=/elsewhere", "--checkpoint_every_secs=5").workdir == base.workdir
 
 
 def test_categorical_top_layer_trains(tmp_path):
-    result = train.train(TrainConfig(workdir=str(tmp_path / "cat"), top_latent="categorical",
-                                     **{**SMALL, "latent_dims": (6, 10), "epochs": 1}), verbose=False)
-    assert np.isfinite(result["test"]["neg_elbo_nats"])
-    assert 0 <= result["test"]["rate_nats"]["z2"] <= np.log(10) + 1e-4
+    result = train.train(train_config(workdir=str(tmp_path / "cat"), top_latent="categorical",
+                                      **{**SMALL, "latent_dims": (6, 10), "epochs": 1}), verbose=False)
+    assert np.isfinite(result["test"]["neg_elbo_nats"]["mean"])
+    assert 0 <= result["test"]["rate_nats"]["z2"]["mean"] <= np.log(10) + 1e-4
 
 
 def test_tensorboard_shows_rates_in_nats_and_bits(finished):
     import tensorflow as tf
-    summaries = runs.path(finished[0], runs.SUMMARIES)
+    summaries = RunDir(finished[0]).file(RunDir.SUMMARIES)
     tags = set()
     for name in os.listdir(summaries):
         for event in tf.compat.v1.train.summary_iterator(os.path.join(summaries, name)):
@@ -176,12 +193,101 @@ def test_tensorboard_shows_rates_in_nats_and_bits(finished):
             "train/distortion_nats", "train/active_units_z1", "train/kl_per_dim_z2_nats"} <= tags
 
 
-def test_command_line_reports_bad_input_in_one_line(parsed_flags, tmp_path, capsys):
-    with pytest.raises(ValueError):
-        parsed_flags("--betas=1,1,1", f"--workdir={tmp_path / 'run'}")  # flags parsed, config refused
-    with pytest.raises(SystemExit) as exit_info:
-        train.main(["hvae-train"])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: --betas has 3 values but --latent_dims has 2 layers") and "\n" not in err
-    assert not os.path.exists(tmp_path / "run")
+# ------------------------------------------------ NaN steps, and a crash while writing a checkpoint
+def _marked_digits(tmp_path):
+    """Digits as an npz data set whose first training image is all 0.5: a marker the poisoned model sees."""
+    from hvae_repr.data import load_dataset
+    ds = load_dataset("digits")
+    x_train = ds.x_train.copy()
+    x_train[0] = 0.5
+    path = tmp_path / "marked.npz"
+    np.savez(path, x_train=x_train, y_train=ds.y_train, x_test=ds.x_test, y_test=ds.y_test)
+    return f"npz:{path}"
+
+
+def _poison_marked_batches(monkeypatch, armed):
+    """Makes the distortion NaN for training batches holding the marked image while `armed` is True."""
+    from hvae_repr.model import HierarchicalVAE
+    original = HierarchicalVAE.terms
+
+    def terms(self, x, seed, training=False, temperature=None):
+        out = original(self, x, seed, training, temperature)
+        if training:
+            marked = tf.reduce_any(tf.reduce_all(tf.equal(x, 0.5), axis=[1, 2, 3])) & armed
+            out["distortion"] = tf.where(marked, tf.constant(np.nan, tf.float32), out["distortion"])
+        return out
+    monkeypatch.setattr(HierarchicalVAE, "terms", terms)
+
+
+def test_nan_steps_are_skipped_and_counted(tmp_path, monkeypatch):
+    _poison_marked_batches(monkeypatch, tf.Variable(True))
+    workdir = str(tmp_path / "run")
+    result = train.train(train_config(workdir=workdir, **{**SMALL, "dataset": _marked_digits(tmp_path),
+                                                          "max_bad_steps": 3}), verbose=False)
+    # One batch per epoch holds the marked image: one skipped step per epoch, no update from it.
+    assert result["skipped_steps"] == SMALL["epochs"]
+    assert [line["skipped_steps"] for line in lines(workdir)] == [1, 1, 1]
+    assert all(np.isfinite(line["loss"]) for line in lines(workdir))
+    assert all(np.all(np.isfinite(w)) for w in weights(workdir))
+
+
+def test_too_many_bad_steps_stop_with_the_step_and_term_and_keep_the_last_checkpoint(tmp_path, monkeypatch):
+    from hvae_repr.trainer import TrainingDiverged
+    armed = tf.Variable(False)
+    _poison_marked_batches(monkeypatch, armed)
+    original = io_utils.append_jsonl
+
+    def arm_after_epoch_1(path, line):
+        original(path, line)
+        armed.assign(True)
+    monkeypatch.setattr(io_utils, "append_jsonl", arm_after_epoch_1)
+    workdir = str(tmp_path / "run")
+    with pytest.raises(TrainingDiverged, match=r"training stopped at step 1\d: 1 step in a row had a NaN or "
+                                               r"infinite loss, distortion; the last checkpoint .*\(after epoch 1\)"):
+        train.train(train_config(workdir=workdir, **{**SMALL, "dataset": _marked_digits(tmp_path),
+                                                     "max_bad_steps": 1}), verbose=False)
+    run = RunDir(workdir)
+    assert not run.is_trained and run.checkpoints()[0].endswith("ckpt-1")
+    assert all(np.all(np.isfinite(w)) for w in weights(workdir))  # the last good checkpoint loads
+
+
+KILL_DURING_SECOND_CHECKPOINT = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+from conftest import train_config
+import tensorflow as tf
+from hvae_repr.train import train
+
+save = tf.train.CheckpointManager.save
+
+def save_then_die(self, *args, **kwargs):
+    path = save(self, *args, **kwargs)
+    if kwargs.get("checkpoint_number") == 2:  # the state file already names ckpt-2: cut its data, then die
+        data = path + ".data-00000-of-00001"
+        with open(data, "r+b") as f:
+            f.truncate(os.path.getsize(data) // 3)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return path
+
+tf.train.CheckpointManager.save = save_then_die
+train(train_config(workdir=sys.argv[1], **{settings}), verbose=False)
+"""
+
+
+def test_kill_during_a_checkpoint_write_then_resume_gives_the_uninterrupted_result(finished, tmp_path, capsys):
+    import subprocess
+    import sys
+    workdir = str(tmp_path / "killed")
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run([sys.executable, "-c", KILL_DURING_SECOND_CHECKPOINT.replace("{settings}", repr(SMALL)),
+                           workdir, tests_dir], cwd=os.path.dirname(tests_dir), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    run = RunDir(workdir)
+    assert run.checkpoints()[0].endswith("ckpt-2") and not run.is_trained
+    result = train.train(train_config(workdir=workdir, **SMALL), verbose=True)
+    out = capsys.readouterr().out
+    assert "ckpt-2 is unreadable" in out and "resuming" in out and "ckpt-1" in out
+    assert result["test"] == finished[1]["test"]
+    for a, b in zip(weights(workdir), weights(finished[0])):
+        np.testing.assert_array_equal(a, b)

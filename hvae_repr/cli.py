@@ -1,0 +1,141 @@
+"""What every command-line program shares: absl flags made from a settings dataclass, and
+one-line errors for bad input.
+
+A settings dataclass names each field's help text and allowed values once (`setting`);
+`define_flags` turns its fields (and those of nested settings, `nested`) into absl flags,
+`from_flags` builds the dataclass back from parsed flags, and `to_argv` writes the flags
+that reproduce a value (the sweep launcher's per-run command lines).
+"""
+import contextlib
+import dataclasses
+import sys
+
+from absl import app, flags
+
+_PARSERS = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+            str: flags.DEFINE_string}
+
+
+def setting(default, help, choices=None, item=None):
+    """A dataclass field with its flag's help text, its allowed values (a registry's names) and,
+    for tuples, the type of an item."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "item": item})
+
+
+def nested(cls):
+    """A field holding another settings dataclass; its fields become flags of their own names."""
+    return dataclasses.field(default_factory=cls, metadata={"nested": cls})
+
+
+def _fields(cls):
+    """(field, nested class or None) for every field that is a flag, in order (fields made
+    without `setting`, such as a value derived from the data, are not flags)."""
+    return [(f, f.metadata.get("nested")) for f in dataclasses.fields(cls)
+            if "help" in f.metadata or "nested" in f.metadata]
+
+
+def define_flags(cls, flag_values=flags.FLAGS, prefix=""):
+    """Defines one absl flag per field of `cls` (nested settings flattened), named prefix + field name."""
+    defaults = cls()
+    for field, inner in _fields(cls):
+        if inner is not None:
+            define_flags(inner, flag_values, prefix)
+            continue
+        name, meta = prefix + field.name, field.metadata
+        default = getattr(defaults, field.name) if field.default is dataclasses.MISSING else field.default
+        if meta.get("choices") is not None:
+            flags.DEFINE_enum(name, default, list(meta["choices"]), meta["help"], flag_values=flag_values)
+        elif isinstance(default, tuple):
+            flags.DEFINE_list(name, [str(v) for v in default], meta["help"], flag_values=flag_values)
+        else:
+            _PARSERS[type(default)](name, default, meta["help"], flag_values=flag_values)
+
+
+def build(cls, **settings):
+    """`cls` from flat settings named like its flags (nested settings' fields included), e.g.
+    build(TrainConfig, dataset="digits", latent_dims=(8, 4)); unnamed settings keep their defaults."""
+    values, unknown = {}, dict(settings)
+    for field, inner in _fields(cls):
+        if inner is not None:
+            names = {f.name for f, _ in _flat_fields(inner)}
+            values[field.name] = build(inner, **{k: unknown.pop(k) for k in list(unknown) if k in names})
+        elif field.name in unknown:
+            values[field.name] = unknown.pop(field.name)
+    if unknown:
+        raise ValueError(f"unknown settings {', '.join(sorted(unknown))} for {cls.__name__}")
+    return cls(**values)
+
+
+def _flat_fields(cls):
+    out = []
+    for field, inner in _fields(cls):
+        out += _flat_fields(inner) if inner is not None else [(field, None)]
+    return out
+
+
+def from_flags(cls, flag_values=flags.FLAGS, prefix=""):
+    """The settings `cls` from parsed flags; ValueError (one line) for a bad list or value."""
+    values = {}
+    for field, _ in _flat_fields(cls):
+        value = flag_values[prefix + field.name].value
+        item = field.metadata.get("item")
+        if item is not None:
+            try:
+                value = tuple(item(v) for v in value)
+            except ValueError:
+                raise ValueError(f"--{prefix}{field.name} must be a comma-separated list of {item.__name__} "
+                                 f"values (got {','.join(value)})") from None
+        values[field.name] = value
+    return build(cls, **values)
+
+
+def to_argv(value, prefix="", only_changed=True):
+    """Flags (`--name=value`) that rebuild the settings `value` with from_flags; with only_changed,
+    only fields that differ from the dataclass's defaults."""
+    argv, defaults = [], type(value)()
+    for field, inner in _fields(type(value)):
+        current = getattr(value, field.name)
+        if inner is not None:
+            argv += to_argv(current, prefix, only_changed)
+        elif not only_changed or current != getattr(defaults, field.name):
+            if isinstance(current, tuple):
+                current = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in current)
+            elif isinstance(current, bool):
+                current = str(current).lower()
+            argv.append(f"--{prefix}{field.name}={current}")
+    return argv
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """Bad input (ValueError, OSError) inside the block ends the program with `error: ...` on one
+    line and exit status 2, no traceback. Errors outside the block keep their traceback."""
+    try:
+        yield
+    except (ValueError, OSError) as e:
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _parse_flags(flag_values, argv):
+    try:
+        return flag_values(argv)
+    except flags.Error as e:
+        print(f"error: {' '.join(str(e).split())}; see --helpfull", file=sys.stderr)
+        sys.exit(2)
+
+
+def run(define, main):
+    """Runs a program: define(flag_values) defines its flags, main(flag_values) does its work.
+    absl's app.run, but a flag that cannot be parsed is reported in one line (exit 2)."""
+    define(flags.FLAGS)
+    app.run(lambda argv: main(flags.FLAGS), flags_parser=lambda argv: _parse_flags(flags.FLAGS, argv))
+
+
+def run_in_process(define, main, argv):
+    """The same program on its own fresh flags, in this process (for tests and notebooks)."""
+    flag_values = flags.FlagValues()
+    define(flag_values)
+    _parse_flags(flag_values, list(argv))
+    return main(flag_values)
