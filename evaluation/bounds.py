@@ -8,6 +8,7 @@ All information quantities are in nats.
 """
 import numpy as np
 from scipy import stats
+from scipy.special import xlogy
 
 from evaluation.stats import entropy, mean_stderr
 
@@ -41,12 +42,7 @@ def fano_f(accuracy, prior):
     p = np.asarray(prior, dtype=np.float64)
     m = len(p)
     a = np.asarray(accuracy, dtype=np.float64)
-    a_log_a = np.where(a > 0, a * np.log(np.where(a > 0, a, 1.0)), 0.0)
-    if m == 1:
-        return entropy(p) + a_log_a
-    rest = 1.0 - a
-    rest_term = np.where(rest > 0, rest * np.log(np.where(rest > 0, rest, 1.0) / (m - 1)), 0.0)
-    return entropy(p) + a_log_a + rest_term
+    return entropy(p) + xlogy(a, a) + (xlogy(1.0 - a, (1.0 - a) / (m - 1)) if m > 1 else 0.0)
 
 
 def fano_inverse(information_nats, prior, iterations=60):
@@ -89,27 +85,45 @@ def check_t2(probes, information, prior, confidence=0.99):
     """Checks probe accuracies against f^{-1} of information quantities about z_L.
 
     probes: {name: {"num_correct": k, "num_test": n, ...}} of probes that see z_L
-    itself (samples z_L ~ q(z_L|x)). information: {key: {"value_nats", "stderr_nats"}},
-    e.g. "mutual_information" for I_q(y; z_L) and "top_rate" for E[R(z_L)].
-    A probe violates a bound when the lower end of its Clopper-Pearson interval
-    exceeds f^{-1}(value + z * stderr), the bound at the upper end of the
-    information's normal interval: noise in either number alone does not flag.
+    itself (samples z_L ~ q(z_L|x)).
+    information: {key: {"value_nats", "stderr_nats", "judged": bool}}. The caller
+    marks each entry:
+    - judged=True only for a value meant to lie at or above I_q(y; z_L), so that a
+      flagged violation is real: E[R(z_L)] (a proven upper bound, since
+      E[R(z_L)] >= I_q(x; z_L) >= I_q(y; z_L)) and the mixture estimate, the
+      upper end of mutual_information.label_information_interval (a plug-in value,
+      pushed up towards H(y) when saturated, near the truth otherwise; never above
+      H(y)). A probe violates such a bound when the lower end of its
+      Clopper-Pearson interval exceeds f^{-1}(value + z * stderr), the bound at
+      the upper end of the value's normal interval: noise in either number alone
+      does not flag.
+    - judged=False for a lower bound on I_q(y; z_L) (e.g. the Barber-Agakov end):
+      f^{-1}(lower bound) is reported as information only. A probe above it says
+      the lower bound is loose, not that the theorem fails, so it is never judged
+      ("violated" is None).
     Slack = bound - accuracy (negative means the point estimate exceeds the bound).
     """
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     prior = np.asarray(prior, dtype=np.float64)
     bounds = {}
     for key, info in information.items():
+        if not isinstance(info.get("judged"), (bool, np.bool_)):
+            raise ValueError(f"information[{key!r}] needs 'judged': True for a value at or above I_q(y; z_L) "
+                             "(top-layer rate, mixture estimate) or False for a lower bound (reported only)")
         value, se = float(info["value_nats"]), float(info.get("stderr_nats", 0.0))
-        bounds[key] = {"information_nats": value, "information_stderr_nats": se,
-                       "bound_accuracy": float(fano_inverse(value, prior)),
-                       "bound_accuracy_at_upper_information": float(fano_inverse(value + z * se, prior))}
+        bounds[key] = {"information_nats": value, "information_stderr_nats": se, "judged": bool(info["judged"]),
+                       "bound_accuracy": float(fano_inverse(value, prior))}
+        if info["judged"]:
+            bounds[key]["bound_accuracy_at_upper_information"] = float(fano_inverse(value + z * se, prior))
     result = {
         "label_prior": prior.tolist(), "num_classes": int(len(prior)),
         "label_entropy_nats": entropy(prior), "majority_class_rate": float(prior.max()),
         "bound_at_zero_information": float(fano_inverse(0.0, prior)),
         "confidence": confidence, "interval": "Clopper-Pearson (exact binomial) for accuracy; "
-        "normal (value + z * stderr) for information", "bounds": bounds, "probes": {}}
+        "normal (value + z * stderr) for information",
+        "judged": "only information entries marked judged (values at or above I_q(y; z_L)) can flag a "
+                  "violation; the others' bounds are information, with violated None",
+        "bounds": bounds, "probes": {}}
     violated_any = False
     for name, probe in probes.items():
         k, n = probe["num_correct"], probe["num_test"]
@@ -117,10 +131,12 @@ def check_t2(probes, information, prior, confidence=0.99):
         low, high = binomial_interval(k, n, confidence)
         entry = {"accuracy": accuracy, "accuracy_interval": [low, high]}
         for key, b in bounds.items():
-            violated = low > b["bound_accuracy_at_upper_information"]
-            violated_any |= violated
-            entry[key] = {"bound_accuracy": b["bound_accuracy"],
-                          "slack": b["bound_accuracy"] - accuracy, "violated": bool(violated)}
+            violated = None
+            if b["judged"]:
+                violated = bool(low > b["bound_accuracy_at_upper_information"])
+                violated_any |= violated
+            entry[key] = {"bound_accuracy": b["bound_accuracy"], "slack": b["bound_accuracy"] - accuracy,
+                          "judged": b["judged"], "violated": violated}
         result["probes"][name] = entry
     result["violated"] = bool(violated_any)
     return result

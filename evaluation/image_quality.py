@@ -21,20 +21,33 @@ NOT_INCEPTION_NOTE = (
 
 
 def psnr(x, x_hat, data_range=1.0):
-    """Per-image PSNR in dB (10 log10(range^2 / MSE)), averaged: {"mean_db", "stderr_db", ...}.
+    """PSNR in dB, 10 log10(range^2 / MSE), two ways that are easily confused:
 
-    Identical images (MSE 0) are capped at 100 dB so the mean stays finite.
+    - pooled_mse_db: one MSE pooled over every pixel of every image, then the log
+      (the paper's code). pooled_mse_stderr_db: its delta-method standard error
+      from the per-image MSEs.
+    - mean_per_image_db: the log of each image's MSE, then the mean over images
+      (with mean_per_image_stderr_db). By Jensen's inequality it is at least
+      pooled_mse_db: the log rewards the best images more than the worst cost.
+    Identical images (MSE 0) are capped at 100 dB so both stay finite (the
+    inequality holds whenever no image reaches the cap).
     """
     x = np.asarray(x, dtype=np.float64)
     x_hat = np.asarray(x_hat, dtype=np.float64)
     if x.shape != x_hat.shape or x.ndim < 2:
         raise ValueError(f"psnr needs two image batches of equal shape; got {x.shape} and {x_hat.shape}")
+
+    def db(mse):
+        return np.minimum(10.0 * np.log10(data_range ** 2 / np.maximum(mse, 1e-300)), 100.0)
     mse = np.mean(np.square(x - x_hat).reshape(len(x), -1), axis=1)
-    per_image = np.minimum(10.0 * np.log10(data_range ** 2 / np.maximum(mse, 1e-300)), 100.0)
-    mean, stderr = mean_stderr(per_image)
-    return {"mean_db": mean, "stderr_db": stderr,
-            "settings": {"data_range": data_range, "averaging": "mean over images of per-image PSNR",
-                         "num_images": int(len(x))}}
+    pooled_mse, pooled_mse_stderr = mean_stderr(mse)  # equal image sizes: pooled MSE = mean per-image MSE
+    mean, stderr = mean_stderr(db(mse))
+    return {"pooled_mse_db": float(db(pooled_mse)),
+            "pooled_mse_stderr_db": float(10.0 / np.log(10.0) * pooled_mse_stderr / max(pooled_mse, 1e-300)),
+            "mean_per_image_db": mean, "mean_per_image_stderr_db": stderr,
+            "settings": {"data_range": data_range, "num_images": int(len(x)), "cap_db": 100.0,
+                         "pooled_mse_db": "10 log10(range^2 / MSE over all pixels of all images) (the paper's)",
+                         "mean_per_image_db": "mean over images of 10 log10(range^2 / the image's MSE)"}}
 
 
 def inception_score(probs, num_splits=10):

@@ -68,18 +68,20 @@ def test_label_prior_comes_from_data():
         bounds.label_prior(np.array([0.5, 1.0]))
 
 
-def _t2(num_correct, info_nats, stderr=0.01, n=1000):
+def _t2(num_correct, info_nats, stderr=0.01, n=1000, lower_nats=0.0):
     probes = {"logistic_regression": {"num_correct": num_correct, "num_test": n}}
-    info = {"mutual_information": {"value_nats": info_nats, "stderr_nats": stderr},
-            "top_rate": {"value_nats": info_nats + 0.2, "stderr_nats": stderr}}
+    info = {"mutual_information_upper": {"value_nats": info_nats, "stderr_nats": stderr, "judged": True},
+            "top_rate": {"value_nats": info_nats + 0.2, "stderr_nats": stderr, "judged": True},
+            "mutual_information_lower": {"value_nats": lower_nats, "stderr_nats": stderr, "judged": False}}
     return bounds.check_t2(probes, info, np.full(10, 0.1))
 
 
 def test_t2_flags_fabricated_inconsistent_result():
     # No information about the label, yet 90% accuracy on 1000 test points.
     result = _t2(900, 0.0)
-    assert result["violated"] and result["probes"]["logistic_regression"]["mutual_information"]["violated"]
-    assert result["probes"]["logistic_regression"]["mutual_information"]["slack"] < -0.7
+    entry = result["probes"]["logistic_regression"]["mutual_information_upper"]
+    assert result["violated"] and entry["violated"] and entry["judged"]
+    assert entry["slack"] < -0.7
 
 
 def test_t2_passes_consistent_result_and_tolerates_noise():
@@ -88,7 +90,29 @@ def test_t2_passes_consistent_result_and_tolerates_noise():
     # Accuracy slightly above the bound, within binomial noise: not flagged.
     result = _t2(int(round((bound + 0.01) * 1000)), 1.0)
     assert not result["violated"]
-    assert result["probes"]["logistic_regression"]["mutual_information"]["slack"] < 0
+    assert result["probes"]["logistic_regression"]["mutual_information_upper"]["slack"] < 0
+
+
+def test_t2_reports_the_lower_end_but_never_judges_it():
+    # The upper end (2.2 nats) allows 90%; the lower bound (0.1 nats) is far below what 90% needs:
+    # that only says the lower bound is loose, so nothing is flagged.
+    result = _t2(900, 2.2, lower_nats=0.1)
+    lower = result["probes"]["logistic_regression"]["mutual_information_lower"]
+    assert not result["violated"]
+    assert lower["violated"] is None and lower["judged"] is False and lower["slack"] < -0.5
+    assert lower["bound_accuracy"] == pytest.approx(bounds.fano_inverse(0.1, np.full(10, 0.1)))
+    assert "bound_accuracy_at_upper_information" not in result["bounds"]["mutual_information_lower"]
+    assert result["bounds"]["top_rate"]["bound_accuracy_at_upper_information"] >= result["bounds"]["top_rate"][
+        "bound_accuracy"]
+    # The same values, all judged, would flag: the marker is what keeps the check sound.
+    info = {"mi": {"value_nats": 0.1, "stderr_nats": 0.01, "judged": True}}
+    assert bounds.check_t2({"p": {"num_correct": 900, "num_test": 1000}}, info, np.full(10, 0.1))["violated"]
+
+
+def test_t2_needs_every_information_entry_marked():
+    with pytest.raises(ValueError, match="judged"):
+        bounds.check_t2({"p": {"num_correct": 1, "num_test": 2}}, {"mi": {"value_nats": 1.0, "stderr_nats": 0.1}},
+                        np.full(2, 0.5))
 
 
 def test_t1_checked_with_known_entropy_and_unknown_otherwise():

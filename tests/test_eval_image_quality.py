@@ -9,10 +9,29 @@ from evaluation import image_quality as iq
 def test_psnr_known_value():
     x = np.zeros((3, 4, 4, 1))
     result = iq.psnr(x, x + 0.1)
-    assert result["mean_db"] == pytest.approx(20.0)
-    assert iq.psnr(x, x)["mean_db"] == 100.0
+    assert result["mean_per_image_db"] == pytest.approx(20.0) and result["pooled_mse_db"] == pytest.approx(20.0)
+    assert result["mean_per_image_stderr_db"] == 0.0 and result["pooled_mse_stderr_db"] == 0.0
+    assert iq.psnr(x, x)["mean_per_image_db"] == 100.0 and iq.psnr(x, x)["pooled_mse_db"] == 100.0
     with pytest.raises(ValueError):
         iq.psnr(x, x[:2])
+
+
+def test_psnr_pooled_and_per_image_differ_as_jensen_says():
+    # Two 2x2 images, range 2: errors 0.2 everywhere (MSE 0.04) and 0.02 everywhere (MSE 0.0004).
+    x = np.zeros((2, 2, 2))
+    x_hat = x + np.array([0.2, 0.02])[:, None, None]
+    result = iq.psnr(x, x_hat, data_range=2.0)
+    per_image = [10 * np.log10(4 / 0.04), 10 * np.log10(4 / 0.0004)]  # 20 and 40 dB
+    assert result["mean_per_image_db"] == pytest.approx(30.0) == pytest.approx(np.mean(per_image))
+    assert result["pooled_mse_db"] == pytest.approx(10 * np.log10(4 / 0.0202))  # 22.95 dB
+    assert result["mean_per_image_db"] > result["pooled_mse_db"] + 7
+    # Delta method: stderr of the mean MSE (0.0198 / 1) over the MSE, in dB.
+    assert result["pooled_mse_stderr_db"] == pytest.approx(10 / np.log(10) * 0.0198 / 0.0202)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = rng.uniform(size=(2, 7, 5, 5))
+        r = iq.psnr(a, a + rng.uniform(0.01, 0.5) * (b - a))
+        assert r["mean_per_image_db"] >= r["pooled_mse_db"] - 1e-12
 
 
 def test_inception_score_extremes_and_factorization():
