@@ -243,7 +243,7 @@ def metric_values(rows, metric):
     return np.full(len(rows), np.nan), None
 
 
-def rate_plane(rows):
+def rate_plane_coordinates(rows):
     """(R(z_L), summed rate of the layers below z_L) per row, nats; NaN where unknown."""
     top = column_values(rows, "rate_nats_{top}")
     return top, column_values(rows, "total_rate_nats") - top

@@ -88,7 +88,7 @@ def rate_plane(rows, path, num_bins=8):
     diagonals the best run for the panel's metric is ringed in red ("best at each total rate"). The
     orange line joins the runs whose betas are all equal, in increasing beta; the black star marks all betas = 1.
     """
-    x, y = aggregate.rate_plane(rows)
+    x, y = aggregate.rate_plane_coordinates(rows)
     has_plane = np.array([(r.get("num_layers") or 0) >= 2 for r in rows]) & np.isfinite(x) & np.isfinite(y)
     panels = _metrics_with_values(rows)
     if not has_plane.any() or not panels:
