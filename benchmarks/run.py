@@ -329,14 +329,13 @@ def describe(results):
     env = ", ".join(f"{k}={v}" for k, v in m["environment"].items() if v is not None)
     threads = "; ".join(f"{fw} {t['intra_op']} intra-op / {t['inter_op']} inter-op"
                         for fw, t in s["threads_in_force"].items())
-    load = {k: "n/a" if v is None else f"{v:.2f}" for k, v in s["load_average_1min"].items()}
     return [f"Machine: {m['cpu_model']}, {m['cores']} cores; instruction sets: {' '.join(m['instruction_sets'])}",
             f"Libraries: {libs}",
             f"Environment: {env or '(none set)'}",
             f"Threads: {threads}",
             f"PyTorch peer: {results['peer']['status']}",
-            f"Load average (1 min) before / after: {load['before']} / {load['after']} on {m['cores']} cores "
-            f"(the 'after' includes this run's own threads; above that, other processes shared the CPU)"]
+            f"Other processes' CPU use during each timing is measured (cores; above {CONTENDED_CORES} the "
+            f"result is flagged 'contended')"]
 
 
 def contention_warnings(results):
