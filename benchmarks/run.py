@@ -341,6 +341,8 @@ def describe(results):
 def contention_warnings(results):
     step = results["sections"].get("step", {}).get("cases", {})
     contended = [name for name, entry in step.items() if entry.get("contended")]
+    if results["sections"].get("flops", {}).get("matmul_peak_load", {}).get("contended"):
+        contended.append("matmul peak")
     return [f"WARNING: {', '.join(contended)}: {CONTENDED_WARNING}."] if contended else []
 
 
