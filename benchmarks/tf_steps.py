@@ -1,0 +1,53 @@
+"""Adapter: this project's model and training step for a benchmark case.
+
+Kept small on purpose: it only calls the project's public pieces (TrainConfig,
+runs.build_model, Trainer._make_step), so that a change of that API changes this file only.
+"""
+import hvae_repr  # noqa: F401  (sets TensorFlow's environment before TensorFlow is imported)
+
+from benchmarks import Case, TrainStep
+
+
+def train_config(case: Case, batch_size, threads):
+    from hvae_repr.config import TrainConfig
+    return TrainConfig(architecture=case.architecture, latent_dims=case.latent_dims, likelihood=case.likelihood,
+                       channels=case.channels, hidden_units=case.hidden_units, gaussian_sigma=case.gaussian_sigma,
+                       batch_size=batch_size, threads=threads, workdir="unused")
+
+
+def set_threads(threads):
+    """TensorFlow's intra- and inter-op threads, set the way training sets them (config `threads`);
+    returns the values in force, which stay TensorFlow's defaults once it has run an op."""
+    import tensorflow as tf
+    from hvae_repr import trainer
+    trainer.set_threads(threads)
+    return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+
+
+def make_train_step(case: Case, x, threads=0, seed=0):
+    """The project's tf.function training step on the batch `x` ([B, H, W, C] numpy), all betas 1.
+
+    Its run() returns the loss as a float (the loss before the update, as the trainer logs it).
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from hvae_repr import runs, trainer
+    config = train_config(case, len(x), threads)
+    keras.utils.set_random_seed(seed)
+    model = runs.build_model(config.model_config(case.input_shape))
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    optimizer.build(model.trainable_variables)
+    train_step = trainer.Trainer(config, verbose=False)._make_step(model, optimizer, case.input_shape)
+    x = tf.constant(x)
+    betas = tf.ones(model.num_layers, tf.float32)
+    temperature = tf.constant(1.0)
+    count = [0]
+
+    def step():
+        count[0] += 1
+        return float(train_step(x, tf.constant([seed, count[0]], tf.int32), betas, temperature)["loss"])
+
+    num_parameters = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    return TrainStep(step, num_parameters, lambda: train_step.get_concrete_function().graph)

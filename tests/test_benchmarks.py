@@ -1,0 +1,180 @@
+"""The benchmark suite: the PyTorch peer matches the models, the FLOP count is exact, and a
+--quick smoke run writes a complete result, with or without PyTorch. No timing is asserted."""
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from benchmarks import CASES, flops, run, tf_steps, timing
+
+PAPER_COUNTS = {"mnist_conv": 122_713, "colour_conv": 475_811}
+
+
+def read_result(folder):
+    files = [f for f in os.listdir(folder) if f.endswith(".json")]
+    assert len(files) == 1, files
+    with open(os.path.join(folder, files[0])) as f:
+        return files[0], json.load(f)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    docs = folder / "benchmarks.md"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        results = run.main(["--quick", f"--results_dir={folder / 'results'}", f"--docs={docs}"])
+    return results, folder, docs, printed.getvalue()
+
+
+def test_peer_parameter_counts_are_the_papers_and_the_projects():
+    pytest.importorskip("torch")
+    from benchmarks import torch_peer
+    for name, case in CASES.items():
+        x = run.make_batch(case, 2)
+        torch_count = torch_peer.make_train_step(case, x).num_parameters
+        tf_count = tf_steps.make_train_step(case, x).num_parameters
+        assert torch_count == tf_count, name
+        if name in PAPER_COUNTS:
+            assert torch_count == PAPER_COUNTS[name] == case.reference_parameters
+    assert CASES["mlp_digits"].reference_parameters == 0  # the mlp is this project's model, not the paper's
+
+
+def test_analytic_flops_equal_pytorchs_count_of_the_real_step():
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_peer
+    from torch.utils.flop_counter import FlopCounterMode
+    batch = 3
+    for name, case in CASES.items():
+        layers = flops.case_layers(case)
+        x = run.make_batch(case, batch)
+        step = torch_peer.make_train_step(case, x)
+        assert flops.torch_counted_flops(step.run) == flops.train_step_flops(layers, batch), name
+        model = torch_peer.build_model(case)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch_peer.to_channels_first(x))
+        assert counter.get_total_flops() == flops.forward_flops(layers, batch), name
+
+
+def test_step_flops_are_three_forwards_less_the_input_gradient_of_layers_on_x():
+    layers = [flops.dense("a", 10, 4, reads_data=True), flops.conv("b", 2, 3, 4, 5), flops.deconv("c", 2, 4, 5, 1)]
+    forward_macs = 40 + 2 * 2 * 9 * 4 * 5 + 2 * 2 * 16 * 5 * 1
+    assert flops.forward_flops(layers, 7) == 2 * 7 * forward_macs
+    assert flops.train_step_flops(layers, 7) == 3 * flops.forward_flops(layers, 7) - 2 * 7 * 40
+
+
+def test_conv_flop_count_rejects_a_z1_that_is_not_a_4x4_map():
+    bad = dataclasses.replace(CASES["mnist_conv"], latent_dims=(100, 20))
+    with pytest.raises(ValueError, match="4x4 map"):
+        flops.case_layers(bad)
+
+
+def test_loss_scale_check_separates_initializations_from_unit_mistakes():
+    reference = 784 * math.log(2)
+    assert run.loss_scale_agrees(reference * 1.2, reference)
+    assert not run.loss_scale_agrees(reference / math.log(2), reference)  # bits instead of nats
+    assert not run.loss_scale_agrees(reference * 256, reference)          # summed over the batch
+    assert not run.loss_scale_agrees(reference / 784, reference)          # mean over pixels
+    gaussian = CASES["colour_conv"]
+    x = np.full((2,) + gaussian.input_shape, 0.5, np.float32)
+    s = gaussian.gaussian_sigma
+    expected = 3072 * (0.125 / s ** 2 + math.log(s) + 0.5 * math.log(2 * math.pi))
+    assert math.isclose(run.zero_output_distortion(gaussian, x), expected, rel_tol=1e-9)
+
+
+def test_alternating_timer_warms_up_then_takes_turns():
+    calls = []
+    steps = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    samples = timing.time_alternating(steps, rounds=3, warmup=2)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
+    assert [len(s) for s in samples.values()] == [3, 3]
+    summary = timing.summarize([0.004, 0.002, 0.010], examples_per_call=8)
+    assert summary["min_ms"] == pytest.approx(2.0) and summary["median_ms"] == pytest.approx(4.0)
+    assert summary["examples_per_s_median"] == pytest.approx(2000.0)
+    with pytest.raises(ValueError, match="rounds"):
+        timing.time_alternating(steps, rounds=0)
+
+
+def test_other_processes_cpu_use_is_measured():
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 2: pass"])
+    try:
+        time.sleep(0.3)
+        with timing.OtherLoad() as load:
+            time.sleep(1.0)
+    finally:
+        spinner.wait()
+    assert load.cores > 0.5  # the spinning child, whatever else runs
+
+
+def test_machine_is_described_and_named_for_a_file():
+    description = timing.machine_description()
+    assert description["cores"] >= 1 and description["cpu_model"]
+    assert description["libraries"]["tensorflow"]
+    assert description["environment"]["TF_ENABLE_ONEDNN_OPTS"] == os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    name = timing.machine_name({"cpu_model": "Intel(R) Xeon(R) Gold 6/148 CPU @ 2.40GHz", "cores": 4})
+    assert name == "intel-r-xeon-r-gold-6-148-cpu-2-40ghz_4-cores"
+
+
+def test_smoke_run_writes_every_case_section_and_the_page(smoke):
+    results, folder, docs, printed = smoke
+    file_name, saved = read_result(folder / "results")
+    assert file_name == saved["machine"]["name"] + ".json"
+    assert saved["settings"]["quick"] and saved["settings"]["batch_size"] == 16
+    frameworks = {"tensorflow", "torch"} if saved["peer"]["available"] else {"tensorflow"}
+    step = saved["sections"]["step"]["cases"]
+    assert set(step) == set(CASES)
+    for name, entry in step.items():
+        assert set(entry["timing"]) == frameworks
+        for summary in entry["timing"].values():
+            assert summary["calls_timed"] == 2
+            assert 0 < summary["min_ms"] <= summary["median_ms"]
+        assert entry["parameters"]["tensorflow"] == CASES[name].reference_parameters or name == "mlp_digits"
+        assert entry["parameters_agree"] and entry["loss_scale_agrees"], name
+        assert entry["contended"] == (entry["other_processes_cpu_cores"] > run.CONTENDED_CORES)
+        assert ("warning" in entry) == entry["contended"]
+        if "torch" in frameworks:
+            assert entry["parameters"]["torch"] == entry["parameters"]["tensorflow"]
+            assert entry["ratio_tf_over_torch_median"] == pytest.approx(
+                entry["timing"]["tensorflow"]["median_ms"] / entry["timing"]["torch"]["median_ms"])
+    fl = saved["sections"]["flops"]
+    assert set(fl["matmul_peak"]) == frameworks
+    for name, entry in fl["cases"].items():
+        assert entry["train_step_flops"] == flops.train_step_flops(flops.case_layers(CASES[name]), 16)
+        assert set(entry["achieved_gflops_median"]) == frameworks
+    check = fl["cross_check"]["tf_profiler"]
+    matmul, conv = check["MatMul_vs_analytic_dense_train_step"], check["Conv2D_vs_analytic_conv_forward"]
+    assert matmul[0] == matmul[1] and conv[0] == conv[1]
+    if "torch" in frameworks:
+        assert fl["cross_check"]["torch_flop_counter"] == fl["cross_check"]["analytic_train_step_flops"]
+    for hook in ("epoch", "evaluation", "mutual_information", "grid"):
+        assert saved["sections"][hook]["status"] == "not implemented yet"
+    page = docs.read_text()
+    assert page.startswith("<!-- Generated by benchmarks/run.py") and saved["command"] in page
+    assert saved["machine"]["cpu_model"] in page
+    assert "TF/torch median" in printed and "GFLOP/s" in printed
+
+
+def test_suite_runs_without_pytorch_and_says_the_peer_was_skipped(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    results = run.main(["--quick", "--cases=mlp_digits", f"--results_dir={tmp_path}"])
+    assert "PyTorch peer skipped" in capsys.readouterr().out
+    _, saved = read_result(tmp_path)
+    assert saved["peer"]["available"] is False and saved["peer"]["status"].startswith("skipped")
+    entry = saved["sections"]["step"]["cases"]["mlp_digits"]
+    assert set(entry["timing"]) == {"tensorflow"} and "ratio_tf_over_torch_median" not in entry
+    assert set(saved["sections"]["flops"]["matmul_peak"]) == {"tensorflow"}
+    assert results["sections"]["step"]["cases"]["mlp_digits"]["timing"]["tensorflow"]["calls_timed"] == 2
+
+
+def test_unknown_section_or_case_is_refused():
+    for flag in ("--sections=steps", "--cases=mnist", "--rounds=0", "--threads=-1"):
+        with pytest.raises(SystemExit):
+            run.parse_args([flag])
