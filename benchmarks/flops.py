@@ -126,7 +126,7 @@ def tf_profiler_flops(graph):
     """
     import collections
 
-    import tensorflow as tf
+    from hvae_repr.tf_env import tf
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
     root = tf.compat.v1.profiler.profile(graph, cmd="scope", options=options)

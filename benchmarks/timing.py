@@ -53,7 +53,7 @@ def summarize(seconds, examples_per_call):
 
 def tf_matmul(n):
     """One n x n float32 matmul in TensorFlow (eager ops on the CPU finish before returning)."""
-    import tensorflow as tf
+    from hvae_repr.tf_env import tf
     a, b = tf.random.normal((n, n), seed=1), tf.random.normal((n, n), seed=2)
     return lambda: float(tf.linalg.matmul(a, b)[0, 0])
 

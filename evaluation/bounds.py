@@ -12,11 +12,6 @@ from scipy.special import xlogy
 
 from evaluation.stats import entropy, mean_stderr
 
-# Likelihoods that give a probability mass per image: only their distortion -log p(x|z)
-# compares with the data's (discrete) entropy. A density's -log p is a differential quantity.
-DISCRETE_LIKELIHOODS = ("bernoulli", "discretized_logistic_mixture")
-
-
 def label_prior(labels, num_classes=None):
     """Class frequencies of `labels` (ints 0..M-1); M = num_classes or max label + 1.
 
@@ -142,7 +137,7 @@ def check_t2(probes, information, prior, confidence=0.99):
     return result
 
 
-def check_t1(distortion, total_rate, log_prob=None, confidence=0.99, likelihood=None):
+def check_t1(distortion, total_rate, log_prob=None, confidence=0.99, likelihood=None, discrete=True):
     """Checks E[D] >= H[p_data] - E[total rate] from per-example arrays in nats.
 
     distortion, total_rate: [N] per test example; log_prob: exact log p_data(x)
@@ -150,8 +145,10 @@ def check_t1(distortion, total_rate, log_prob=None, confidence=0.99, likelihood=
     estimated as -mean log p(x) over the test points (samples of p_data). The
     slack D + R + log p(x) is averaged per example (a paired estimate, so its
     standard error accounts for correlations between D, R and log p); violated
-    when slack + z * stderr < 0. likelihood: the model's p(x|z) by name; one
-    outside DISCRETE_LIKELIHOODS (a density, e.g. gaussian) makes T1 "not applicable".
+    when slack + z * stderr < 0. likelihood, discrete: the model's p(x|z) by name and whether it
+    is a probability mass per image (hvae_repr.likelihoods.LIKELIHOODS[name].discrete): only then
+    does -log p(x|z) compare with the data's discrete entropy; a density (e.g. gaussian) makes T1
+    "not applicable", its -log p being a differential quantity.
     """
     d_mean, d_se = mean_stderr(distortion)
     r_mean, r_se = mean_stderr(total_rate)
@@ -163,11 +160,10 @@ def check_t1(distortion, total_rate, log_prob=None, confidence=0.99, likelihood=
                       reason="the data entropy H[p_data] is unknown for this data set; "
                              "T1 is checked only on data with an exact log-probability")
         return result
-    if likelihood is not None and likelihood not in DISCRETE_LIKELIHOODS:
+    if not discrete:
         result.update(status="not applicable", data_entropy_nats=None, violated=None,
-                      reason=f"the {likelihood} likelihood is a density, so its distortion is not comparable "
-                             f"with the discrete data entropy; T1 needs a discrete likelihood "
-                             f"({', '.join(DISCRETE_LIKELIHOODS)})")
+                      reason=f"the {likelihood or 'model'}'s likelihood is a density, so its distortion is not "
+                             f"comparable with the discrete data entropy; T1 needs a discrete likelihood")
         return result
     h_mean, h_se = mean_stderr(-np.asarray(log_prob, dtype=np.float64))
     slack, slack_se = mean_stderr(np.asarray(distortion) + np.asarray(total_rate) + np.asarray(log_prob))

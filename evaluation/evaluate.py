@@ -32,8 +32,11 @@ class EvalOptions:
     iw_samples: int = setting(0, "Samples per example of the importance-weighted log-likelihood bound (0 = off).")
     probe_samples: bool = setting(False, "Also probe samples z ~ q(z|x) of every layer (the top layer's samples "
                                          "are always probed, for T2).")
+    probe_protocol: str = setting(probes.DEFAULT_PROTOCOL, "How the probes see the features. " + "; ".join(
+        f"{name}: {p.description}" for name, p in probes.PROTOCOLS.items()), probes.PROTOCOLS)
     probe_seed: int = setting(0, "Seed of the probes' stratified train/test split (keep it fixed across a sweep).")
-    probe_test_fraction: float = setting(0.25, "Fraction of the test set held out to score the probes.")
+    probe_test_fraction: float = setting(0.0, "Fraction of the test set held out to score the probes (0 = the "
+                                              "protocol's: 0.2 for paper, 0.25 for standardized).")
     probe_names: tuple = setting(tuple(probes.PROBES), "Probes to run: " + ", ".join(probes.PROBES) + ".", item=str)
     probe_jobs: int = setting(2, "Worker processes for the probes (1 = run them in this process, -1 = one per "
                                  "CPU core).")
@@ -54,9 +57,11 @@ class EvalOptions:
         for name in ("max_test", "iw_samples", "classifier_min_steps", "classifier_max_train"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, with 0 meaning off or all (got {getattr(self, name)})")
-        for name in ("probe_test_fraction", "confidence"):
-            if not 0 < getattr(self, name) < 1:
-                raise ValueError(f"--{name} must lie strictly between 0 and 1 (got {getattr(self, name)})")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"--confidence must lie strictly between 0 and 1 (got {self.confidence})")
+        if not 0 <= self.probe_test_fraction < 1:
+            raise ValueError(f"--probe_test_fraction must lie in [0, 1), 0 meaning the protocol's "
+                             f"(got {self.probe_test_fraction})")
         if self.probe_jobs < 1 and self.probe_jobs != -1:
             raise ValueError(f"--probe_jobs must be at least 1, or -1 for one per CPU core (got {self.probe_jobs})")
         unknown = set(self.probe_names) - set(probes.PROBES)
@@ -176,23 +181,29 @@ def main(flag_values):
 def format_summary(result):
     rates = result["rates"]
     lines = [f"{result['dataset']}: {result['num_test_examples']} test examples"]
+    protocol = result["settings"]["probe_protocol"]
     for name in result["latent_names"]:
         r = rates["rate_nats"][name]
         mi = result["mutual_information"][name]["label"]
         acc = result["probes"]["on_means"][name]["logistic_regression"]["accuracy"] \
             if "logistic_regression" in result["probes"]["on_means"][name] else float("nan")
-        lines.append(f"  {name}: rate {r['mean']:.3f} +- {r['stderr']:.3f} nats, I(y;{name}) "
-                     f"{mi['value_nats']:.3f} nats, logistic probe on means {acc:.3f}")
+        lines.append(f"  {name}: rate {r['mean']:.3f} +- {r['stderr']:.3f} nats, I(y;{name}) in "
+                     f"[{mi['lower_bound_nats']:.3f}, {mi['mixture_estimate_nats']:.3f}] nats"
+                     f"{' (mixture saturated)' if mi['saturated'] else ''}, logistic probe on means "
+                     f"{acc:.3f} ({protocol})")
     lines.append(f"  distortion {rates['distortion_nats']['mean']:.3f} nats, negative ELBO "
                  f"{rates['neg_elbo_nats']['mean']:.3f} nats")
     lines.append(f"  T2 violated: {result['bound_t2']['violated']}; T1: {result['bound_t1']['status']}"
                  f" (violated: {result['bound_t1']['violated']})")
-    lines.append(f"  PSNR {result['reconstruction']['psnr']['mean_db']:.2f} dB, classifier accuracy on "
+    lines.append(f"  PSNR {result['reconstruction']['psnr']['pooled_mse_db']:.2f} dB (pooled MSE), classifier accuracy on "
                  f"reconstructions {result['reconstruction']['classifier_accuracy']:.3f} (on test images "
                  f"{result['reference_classifier']['test_accuracy']:.3f})")
     g = result["generation"]
     lines.append(f"  Inception-style score {g['inception_style_score']['inception_score']['mean']:.2f}, "
                  f"Frechet distance {g['frechet_distance']['value']:.2f} (reference CNN, not Inception)")
+    for section in ("reconstruction", "generation"):
+        if "warning" in result[section]:
+            lines.append(f"  warning: {result[section]['warning']}")
     lines.append(f"  {result['seconds']['total']:.1f} s")
     return "\n".join(lines)
 

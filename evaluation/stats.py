@@ -1,13 +1,8 @@
-"""Statistics shared by the evaluation modules: mean with standard error, entropy (thin scipy wrappers)."""
+"""Statistics shared by the evaluation modules: mean with standard error (hvae_repr.units's), entropy."""
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
-
-def mean_stderr(values):
-    """(mean, standard error of the mean) of a 1-D sample as floats; stderr 0 for a single value."""
-    v = np.asarray(values, dtype=np.float64)
-    stderr = float(stats.sem(v, ddof=1)) if len(v) > 1 else 0.0
-    return float(v.mean()), stderr
+from hvae_repr.units import mean_stderr  # noqa: F401  (re-exported for the metric modules)
 
 
 def entropy(p, axis=-1):

@@ -7,7 +7,6 @@ train_result.json and eval_result.json report the same rates for the same seed a
 import dataclasses
 
 import numpy as np
-from scipy import stats
 
 from hvae_repr import objective, seeds, units
 from hvae_repr.tf_env import tf
@@ -85,8 +84,8 @@ def dataset_pass(model, x, seed, batch_size=DEFAULT_BATCH_SIZE, views=True):
 
 def mean_stderr(values):
     """{"mean", "stderr"} of per-example values; stderr is the standard error of the mean."""
-    v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "stderr": float(stats.sem(v)) if len(v) > 1 else 0.0}
+    mean, stderr = units.mean_stderr(values)
+    return {"mean": mean, "stderr": stderr}
 
 
 def rate_summary(arrays, seed, batch_size=DEFAULT_BATCH_SIZE):

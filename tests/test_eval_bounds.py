@@ -164,10 +164,12 @@ def test_t1_needs_a_discrete_likelihood():
     rng = np.random.default_rng(3)
     log_prob = -20 + rng.normal(size=200)
     d, r = -log_prob + 1.0, rng.uniform(0, 2, 200)
-    for discrete in bounds.DISCRETE_LIKELIHOODS:
+    from hvae_repr.likelihoods import LIKELIHOODS
+    assert {name for name, lik in LIKELIHOODS.items() if lik.discrete} == {"bernoulli", "discretized_logistic_mixture"}
+    for discrete in ("bernoulli", "discretized_logistic_mixture"):
         assert bounds.check_t1(d, r, log_prob, likelihood=discrete)["status"] == "checked"
     for density in ("gaussian", "gaussian_learned_sigma"):
-        result = bounds.check_t1(d - 100.0, r, log_prob, likelihood=density)  # would be "violated" if checked
+        result = bounds.check_t1(d - 100.0, r, log_prob, likelihood=density, discrete=False)  # violated if checked
         assert result["status"] == "not applicable" and result["violated"] is None
         assert result["data_entropy_nats"] is None and density in result["reason"]
         assert result["expected_distortion_nats"] == pytest.approx(np.mean(d - 100.0))

@@ -36,20 +36,25 @@ def _check_fields(result, layers):
     required = ["rates.total_rate_nats.mean", "rates.total_rate_nats.stderr", "rates.distortion_nats.mean",
                 "rates.neg_elbo_nats.mean", "importance_weighted.status", "bound_t1.status",
                 "bound_t2.violated", "bound_t2.label_prior", "bound_t2.mean_based_probes_outside_bound.note",
-                "reference_classifier.test_accuracy", "reconstruction.psnr.mean_db",
+                "reference_classifier.test_accuracy", "reconstruction.psnr.pooled_mse_db",
+                "reconstruction.psnr.mean_per_image_db", "reconstruction.reference_classifier_test_accuracy",
+                "generation.reference_classifier_test_accuracy", "settings.probe_protocol",
                 "reconstruction.classifier_accuracy", "generation.frechet_distance.value", "generation.note",
                 "versions.tensorflow", "versions.scikit_learn", "seconds.total", "settings.probe_seed",
                 "probes.on_means.concat.settings.split_seed"]
     for layer in layers:
         required += [f"rates.rate_nats.{layer}.mean", f"rates.rate_nats.{layer}.stderr",
-                     f"rates.rate_bits.{layer}.mean", f"mutual_information.{layer}.label.value_nats",
-                     f"mutual_information.{layer}.label.stderr_nats",
+                     f"rates.rate_bits.{layer}.mean", f"mutual_information.{layer}.label.lower_bound_nats",
+                     f"mutual_information.{layer}.label.lower_bound_stderr_nats",
+                     f"mutual_information.{layer}.label.mixture_estimate_nats",
+                     f"mutual_information.{layer}.label.saturated", f"mutual_information.{layer}.label.trust",
                      f"mutual_information.{layer}.input.ceiling_nats", f"mutual_information.{layer}.component"]
         required += [f"probes.on_means.{layer}.{p}.accuracy" for p in PROBES]
     for probe in PROBES:
         required += [f"probes.on_means.concat.{probe}.hyperparameters",
                      f"bound_t2.probes.{probe}.accuracy_interval",
-                     f"bound_t2.probes.{probe}.mutual_information.violated",
+                     f"bound_t2.probes.{probe}.mutual_information_mixture.violated",
+                     f"bound_t2.probes.{probe}.mutual_information_lower_bound.bound_accuracy",
                      f"bound_t2.probes.{probe}.top_rate.slack"]
     for factor in ("inception_score", "diversity", "sharpness"):
         required += [f"generation.inception_style_score.{factor}.mean",
@@ -148,7 +153,7 @@ def _bounds_input(y, likelihood, log_prob=None):
     arrays = types.SimpleNamespace(distortion=30 + rng.random(len(y)), rates=5 + rng.random((len(y), 2)),
                                    latent_names=["z1", "z2"])
     return types.SimpleNamespace(
-        labels=y, latent_names=["z1", "z2"], arrays=arrays, x=np.zeros((len(y), 1)), options=ev.EvalOptions(),
+        labels=y, latent_names=["z1", "z2"], arrays=arrays, label_prior=bounds.label_prior(y, num_classes=10), x=np.zeros((len(y), 1)), options=ev.EvalOptions(),
         dataset=types.SimpleNamespace(num_classes=10, log_prob=None if log_prob is None else (lambda x: log_prob)),
         config=types.SimpleNamespace(model=types.SimpleNamespace(likelihood=likelihood)))
 
@@ -158,13 +163,16 @@ def test_t2_keeps_classes_missing_from_the_labels_and_t1_needs_a_discrete_likeli
     y = np.arange(90) % 9
     counts = {"settings": {}, "logistic_regression": {"accuracy": 0.2, "num_correct": 6, "num_test": 30}}
     sections = dict(rates={"rate_nats": {"z2": {"mean": 0.5, "stderr": 0.01}}},
-                    mutual_information={"z2": {"label": {"value_nats": 0.1, "stderr_nats": 0.01}}},
+                    mutual_information={"z2": {"label": {
+                        "mixture_estimate_nats": 0.1, "mixture_estimate_stderr_nats": 0.01, "saturated": False,
+                        "lower_bound_nats": 0.05, "lower_bound_stderr_nats": 0.01}}},
                     probes={"on_samples": {"z2": counts}, "on_means": {"z2": counts}})
     log_prob = -20 - np.random.default_rng(1).random(90)
     t2 = stages.bound_t2(_bounds_input(y, "bernoulli", log_prob), **sections)
     assert t2["num_classes"] == 10 and len(t2["label_prior"]) == 10 and t2["label_prior"][9] == 0
     with_m_10 = bounds.fano_inverse(0.1, bounds.label_prior(y, num_classes=10))
-    assert t2["bounds"]["mutual_information"]["bound_accuracy"] == pytest.approx(with_m_10)
+    assert t2["bounds"]["mutual_information_mixture"]["bound_accuracy"] == pytest.approx(with_m_10)
+    assert t2["bounds"]["mutual_information_lower_bound"]["judged"] is False
     assert with_m_10 != pytest.approx(bounds.fano_inverse(0.1, bounds.label_prior(y)), abs=1e-4)
     assert t2["bounds"]["top_rate"]["information_nats"] == 0.5
     assert stages.bound_t1(_bounds_input(y, "bernoulli", log_prob))["status"] == "checked"
