@@ -13,7 +13,7 @@ is not searched further). Writes, each atomically and replacing earlier ones:
 Columns, in this order (the rule is stable, so a column's name says where its number comes from):
 - run (folder relative to DIR), status (evaluated | trained: not evaluated | failed: error.txt,
   first line in `error` | unfinished: neither result nor error), dataset, num_layers, top_layer, epochs;
-- beta_z1, beta_z2, ...: eval_result["betas"], else train_result["betas"], else config.json's flags;
+- beta_z1, beta_z2, ...: eval_result["betas"], else train_result["betas"], else config.json's;
 - rate_nats_z1, ..., total_rate_nats, distortion_nats, neg_elbo_nats: test-set means per example,
   from eval_result["rates"] when the run is evaluated, else from train_result["test"];
   terms_source says which (the metrics of an evaluated run then come from the same pass);
@@ -37,8 +37,9 @@ import sys
 import numpy as np
 
 from hvae_repr import io_utils
+from hvae_repr.runs import RunDir
 
-CONFIG, TRAIN_RESULT, EVAL_RESULT, ERROR_FILE = "config.json", "train_result.json", "eval_result.json", "error.txt"
+CONFIG, TRAIN_RESULT, EVAL_RESULT, ERROR_FILE = RunDir.CONFIG, RunDir.TRAIN_RESULT, RunDir.EVAL_RESULT, RunDir.ERROR
 RUN_FILES = (CONFIG, TRAIN_RESULT, EVAL_RESULT, ERROR_FILE)
 RESULTS_CSV, RESULTS_JSON, SUMMARY, FIGURES = "results.csv", "results.json", "summary.md", "figures"
 
@@ -164,7 +165,7 @@ def read_run(root, run):
     except (OSError, ValueError) as e:  # a corrupt file: the point is reported, the others go on
         config = train = evaluation = None
         row["error"] = f"unreadable result file: {e}".splitlines()[0]
-    flags = (config or {}).get("flags", {})
+    flags = config or {}  # config.json holds the run's settings (TrainConfig) at its top level
     if os.path.isfile(os.path.join(folder, ERROR_FILE)):
         row["error"] = _first_line(os.path.join(folder, ERROR_FILE))
     row["status"] = ("failed" if row["error"] else "evaluated" if evaluation and train else
@@ -179,14 +180,11 @@ def read_run(root, run):
     row.update(dataset=evaluation.get("dataset") or train.get("dataset") or flags.get("dataset"),
                num_layers=len(layers) or None, top_layer=layers[-1] if layers else None,
                epochs=train.get("epochs", flags.get("epochs")))
-    if evaluation.get("rates"):
-        rates = evaluation["rates"]
-        row["terms_source"] = EVAL_RESULT
-        terms = {"rate_nats": {k: _mean(v) for k, v in rates.get("rate_nats", {}).items()},
-                 **{k: _mean(rates.get(k)) for k in ("total_rate_nats", "distortion_nats", "neg_elbo_nats")}}
-    else:
-        terms = train.get("test", {})
-        row["terms_source"] = TRAIN_RESULT if terms else None
+    # eval_result["rates"] and train_result["test"] come from the same test-set pass (hvae_repr.passes).
+    rates = evaluation.get("rates") or train.get("test") or {}
+    row["terms_source"] = EVAL_RESULT if evaluation.get("rates") else TRAIN_RESULT if rates else None
+    terms = {"rate_nats": {k: _mean(v) for k, v in rates.get("rate_nats", {}).items()},
+             **{k: _mean(rates.get(k)) for k in ("total_rate_nats", "distortion_nats", "neg_elbo_nats")}}
     row.update({f"beta_{l}": float(betas[l]) for l in layers})
     row.update({f"rate_nats_{l}": v for l, v in terms.get("rate_nats", {}).items()})
     for key in ("total_rate_nats", "distortion_nats", "neg_elbo_nats"):

@@ -10,8 +10,11 @@ import os
 # default on AMD CPUs and make the conv step about 1.3x faster here.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # TensorFlow's start-up lines stay quiet unless the user chose a log level (see hvae_repr.tf_env).
-USER_SET_TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL" in os.environ
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The marker tells child processes (the sweep's points) that the level they inherit was ours.
+USER_SET_TF_LOG_LEVEL = ("TF_CPP_MIN_LOG_LEVEL" in os.environ
+                         and os.environ.get("HVAE_REPR_SET_TF_LOG_LEVEL") != "1")
+if not USER_SET_TF_LOG_LEVEL:
+    os.environ.update(TF_CPP_MIN_LOG_LEVEL="2", HVAE_REPR_SET_TF_LOG_LEVEL="1")
 
 __version__ = "0.2.0"
 

@@ -22,9 +22,10 @@ def setting(default, help, choices=None, item=None):
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "item": item})
 
 
-def nested(cls):
-    """A field holding another settings dataclass; its fields become flags of their own names."""
-    return dataclasses.field(default_factory=cls, metadata={"nested": cls})
+def nested(cls, prefix=""):
+    """A field holding another settings dataclass; its fields become flags of their own names
+    (with `prefix` in front, e.g. "eval_" where two programs' settings share names)."""
+    return dataclasses.field(default_factory=cls, metadata={"nested": cls, "prefix": prefix})
 
 
 def _fields(cls):
@@ -39,7 +40,7 @@ def define_flags(cls, flag_values=flags.FLAGS, prefix=""):
     defaults = cls()
     for field, inner in _fields(cls):
         if inner is not None:
-            define_flags(inner, flag_values, prefix)
+            define_flags(inner, flag_values, prefix + field.metadata["prefix"])
             continue
         name, meta = prefix + field.name, field.metadata
         default = getattr(defaults, field.name) if field.default is dataclasses.MISSING else field.default
@@ -57,8 +58,9 @@ def build(cls, **settings):
     values, unknown = {}, dict(settings)
     for field, inner in _fields(cls):
         if inner is not None:
-            names = {f.name for f, _ in _flat_fields(inner)}
-            values[field.name] = build(inner, **{k: unknown.pop(k) for k in list(unknown) if k in names})
+            prefix = field.metadata["prefix"]
+            names = {prefix + name for name, _ in _flat_fields(inner)}
+            values[field.name] = build(inner, **{k[len(prefix):]: unknown.pop(k) for k in list(unknown) if k in names})
         elif field.name in unknown:
             values[field.name] = unknown.pop(field.name)
     if unknown:
@@ -67,25 +69,29 @@ def build(cls, **settings):
 
 
 def _flat_fields(cls):
+    """(flag name without the caller's prefix, field) of every flag of `cls`, nested settings included."""
     out = []
     for field, inner in _fields(cls):
-        out += _flat_fields(inner) if inner is not None else [(field, None)]
+        if inner is None:
+            out.append((field.name, field))
+        else:
+            out += [(field.metadata["prefix"] + name, f) for name, f in _flat_fields(inner)]
     return out
 
 
 def from_flags(cls, flag_values=flags.FLAGS, prefix=""):
     """The settings `cls` from parsed flags; ValueError (one line) for a bad list or value."""
     values = {}
-    for field, _ in _flat_fields(cls):
-        value = flag_values[prefix + field.name].value
+    for name, field in _flat_fields(cls):
+        value = flag_values[prefix + name].value
         item = field.metadata.get("item")
         if item is not None:
             try:
                 value = tuple(item(v) for v in value)
             except ValueError:
-                raise ValueError(f"--{prefix}{field.name} must be a comma-separated list of {item.__name__} "
+                raise ValueError(f"--{prefix}{name} must be a comma-separated list of {item.__name__} "
                                  f"values (got {','.join(value)})") from None
-        values[field.name] = value
+        values[name] = value
     return build(cls, **values)
 
 
@@ -96,7 +102,7 @@ def to_argv(value, prefix="", only_changed=True):
     for field, inner in _fields(type(value)):
         current = getattr(value, field.name)
         if inner is not None:
-            argv += to_argv(current, prefix, only_changed)
+            argv += to_argv(current, prefix + field.metadata["prefix"], only_changed)
         elif not only_changed or current != getattr(defaults, field.name):
             if isinstance(current, tuple):
                 current = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in current)

@@ -86,6 +86,8 @@ class TrainConfig:
                                      "row stop training with an error.")
     checkpoint_every_secs: float = setting(30.0, "Seconds between checkpoints (taken at the end of an epoch, "
                                                  "and always after the last one).")
+    images_every_epochs: int = setting(5, "Write reconstructions of test images and prior samples to TensorBoard "
+                                          "every this many epochs, and after the last (0 = never).")
     threads: int = setting(0, "CPU threads for TensorFlow (0 = its default).")
 
     def __post_init__(self):
@@ -150,4 +152,4 @@ class TrainConfig:
 
 
 # Settings that may differ when a run is resumed: they do not change what is trained.
-RESUMABLE_DIFFERENCES = ("data_dir", "threads", "checkpoint_every_secs")
+RESUMABLE_DIFFERENCES = ("data_dir", "threads", "checkpoint_every_secs", "images_every_epochs", "max_bad_steps")

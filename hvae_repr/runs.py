@@ -9,6 +9,7 @@ never mixes two runs' settings, its lock, and rebuilding its model.
     eval_result.json   written by `python -m evaluation.evaluate`
     export/            the SavedModel (export/hvae_repr.json describes it)
     error.txt          why the last attempt of a sweep point failed (written by the sweep launcher)
+    sweep.log          the output of the sweep launcher's processes for this point
     .lock              held while a process trains, evaluates or exports the run
 """
 import contextlib
@@ -17,7 +18,9 @@ import json
 import os
 
 from hvae_repr import io_utils
-from hvae_repr.config import RESUMABLE_DIFFERENCES, TrainConfig
+
+# hvae_repr.config (and with it TensorFlow) is imported only where settings are read, so that the
+# file names here serve light programs too (the aggregation).
 
 
 class RunBusy(ValueError):
@@ -58,7 +61,9 @@ class RunDir:
     EXPORT = "export"
     EXPORT_META = "hvae_repr.json"  # inside export/
     ERROR = "error.txt"
+    LOG = "sweep.log"
     LOCK = ".lock"
+    BOOKKEEPING = (ERROR, LOG, LOCK)  # files that may precede config.json in a run's folder
 
     def __init__(self, path):
         self.path = os.fspath(path)
@@ -87,7 +92,9 @@ class RunDir:
     def is_evaluated(self):
         return os.path.isfile(self.file(self.EVAL_RESULT))
 
-    def read_config(self) -> TrainConfig:
+    def read_config(self):
+        """The run's TrainConfig."""
+        from hvae_repr.config import TrainConfig
         self.check_folder()
         if not self.has_config:
             raise ValueError(f"{self.path} is not a run folder (no {self.CONFIG}); pass the --workdir of a "
@@ -106,11 +113,11 @@ class RunDir:
             raise ValueError(f"{self.path} has not finished training (no {self.TRAIN_RESULT}); finish it with "
                              f"python -m hvae_repr.train --workdir={self.path} and the run's original flags")
 
-    def check_can_train(self, config: TrainConfig):
+    def check_can_train(self, config):
         """Refuses a folder that holds something else, or a run with other settings (never overwrite a run)."""
         self.check_folder()
         if not self.has_config:
-            if os.path.isdir(self.path) and [n for n in os.listdir(self.path) if n != self.LOCK]:
+            if os.path.isdir(self.path) and [n for n in os.listdir(self.path) if n not in self.BOOKKEEPING]:
                 raise ValueError(f"{self.path} exists and is not empty but holds no {self.CONFIG}; "
                                  f"pick a new --workdir")
             return
@@ -120,7 +127,7 @@ class RunDir:
             raise ValueError(f"{self.path} holds a run with other settings ({'; '.join(diffs)}); "
                              f"pick a new --workdir or repeat the original flags to resume")
 
-    def write_config(self, config: TrainConfig):
+    def write_config(self, config):
         io_utils.write_json_atomic(self.file(self.CONFIG), config.to_json())
 
     def refuse_other_result(self, name, settings, neutral=(), overwrite=False):

@@ -172,6 +172,9 @@ class Trainer:
             io_utils.append_jsonl(metrics_file, line)
             with writer.as_default(step=(epoch + 1) * steps_per_epoch):
                 _write_summaries(means)
+                every = cfg.images_every_epochs
+                if every and ((epoch + 1) % every == 0 or epoch + 1 == cfg.epochs):
+                    _write_images(model, dataset.x_test[:IMAGES], cfg.seed, epoch)
             if time.time() - last_save >= cfg.checkpoint_every_secs or epoch + 1 == cfg.epochs:
                 manager.save(checkpoint_number=epoch + 1)
                 last_save = time.time()
@@ -268,6 +271,20 @@ def _write_summaries(means):
             tf.summary.scalar(f"train/{key}_nats", value)
             if "rate" in key:
                 tf.summary.scalar(f"train/{key}_bits", units.nats_to_bits(value))
+
+
+IMAGES = 16  # test images reconstructed, and prior samples drawn, for TensorBoard
+
+
+def _write_images(model, x, seed, epoch):
+    """Test images beside their reconstructions, and prior samples, as TensorBoard images (image data only)."""
+    from hvae_repr.tf_env import tf
+    if len(model.model_config.input_shape) != 3 or model.model_config.input_shape[-1] not in (1, 3):
+        return
+    pairs = tf.concat([x, model.reconstruct(x)], axis=2)  # original | reconstruction, side by side
+    tf.summary.image("images/test_and_reconstruction", tf.clip_by_value(pairs, 0, 1), max_outputs=IMAGES)
+    samples = model.sample(IMAGES, seeds.derive(seed, "summary_images", epoch))
+    tf.summary.image("images/prior_samples", tf.clip_by_value(samples, 0, 1), max_outputs=IMAGES)
 
 
 def _metrics_line(means, num_layers, epoch, step, seconds, warmup, skipped_in_epoch, skipped_total):

@@ -45,8 +45,9 @@ def train_result(betas, rates, distortion):
     rates = {k: v + TRAIN_OFFSET for k, v in rates.items()}
     total = sum(rates.values())
     return {"betas": betas, "dataset": "fake", "epochs": 3, "train_seconds": 9.5, "versions": {"numpy": "2"},
-            "test": {"distortion_nats": distortion, "rate_nats": rates, "total_rate_nats": total,
-                     "neg_elbo_nats": distortion + total, "active_units": {k: 3 for k in rates}}}
+            "test": {"distortion_nats": mean_se(distortion), "rate_nats": {k: mean_se(v) for k, v in rates.items()},
+                     "total_rate_nats": mean_se(total), "neg_elbo_nats": mean_se(distortion + total),
+                     "active_units": {k: 3 for k in rates}}}
 
 
 def eval_result(betas, rates, k, violated=False, old_schema=False):
@@ -91,12 +92,12 @@ def make_grid(root, old_schema=False):
             folder = os.path.join(root, "high_beta2" if b2 == 10 else "", run_name(b1, b2))
             betas, rates = {"z1": b1, "z2": b2}, {"z1": k["r1"], "z2": k["r2"]}
             write_json(os.path.join(folder, "train_result.json"), train_result(betas, rates, k["distortion"]))
-            write_json(os.path.join(folder, "export", "config.json"), {"flags": {}})  # inside a run: never a run
+            write_json(os.path.join(folder, "export", "config.json"), {})  # inside a run: never a run
             if (b1, b2) != (10, 10):
                 write_json(os.path.join(folder, "eval_result.json"),
                            eval_result(betas, rates, k, violated=(b1, b2) == (1, 0.1), old_schema=old_schema))
     failed = os.path.join(root, "failed_point")
-    write_json(os.path.join(failed, "config.json"), {"flags": {"betas": [3.0, 0.3], "dataset": "fake"}})
+    write_json(os.path.join(failed, "config.json"), {"betas": [3.0, 0.3], "dataset": "fake"})
     with open(os.path.join(failed, "error.txt"), "w") as f:
         f.write("\nValueError: the loss became NaN at epoch 2\nTraceback (most recent call last): ...\n")
 

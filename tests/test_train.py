@@ -190,7 +190,8 @@ def test_tensorboard_shows_rates_in_nats_and_bits(finished):
         for event in tf.compat.v1.train.summary_iterator(os.path.join(summaries, name)):
             tags.update(v.tag for v in event.summary.value)
     assert {"train/rate_z1_nats", "train/rate_z1_bits", "train/rate_z2_bits", "train/total_rate_bits",
-            "train/distortion_nats", "train/active_units_z1", "train/kl_per_dim_z2_nats"} <= tags
+            "train/distortion_nats", "train/active_units_z1", "train/kl_per_dim_z2_nats",
+            "images/test_and_reconstruction", "images/prior_samples"} <= tags
 
 
 # ------------------------------------------------ NaN steps, and a crash while writing a checkpoint

@@ -1,0 +1,138 @@
+"""Trains and evaluates a model at every point of a beta grid.
+
+    python -m launch.sweep --root=sweeps/mnist --betas_1=logspace:0.1,10,5 --betas_2=logspace:0.1,10,5 \\
+        --dataset=binary_mnist --architecture=conv --epochs=20 [--workers=2] [--engine=ray]
+
+One beta list per latent layer (--betas_1 for z1, --betas_2 for z2, ...; launch.grid), every other
+training flag passes through to every run unchanged, evaluation flags take the prefix --eval_.
+Each point is one run folder under --root named from every setting that can differ between runs
+(TrainConfig.run_name), trained and evaluated in a process of its own (launch.point). Finished
+points are skipped, so the same command resumes a sweep; an interrupted point resumes from its
+checkpoint; a failed point leaves RUN/error.txt and the sweep goes on. Two launchers on one root
+run each point once (each point's lock). Exit status 1 if any point failed, else 0.
+"""
+import dataclasses
+import json
+import os
+import shlex
+import sys
+import time
+
+from absl import flags
+
+from evaluation.evaluate import EvalOptions
+from hvae_repr import cli, io_utils
+from hvae_repr.cli import nested, setting
+from hvae_repr.config import TrainConfig
+from hvae_repr.runs import RunDir
+from launch import engines, grid, point
+
+MAX_LAYERS = 9  # flags --betas_1 ... --betas_9
+SWEEP_RECORD = "sweep.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepCommand:
+    root: str = setting("", "The sweep's folder; each grid point gets a run folder in it.")
+    workers: int = setting(1, "Points run at once (local engine); each point's process gets cores // workers "
+                              "threads unless --threads is given.")
+    engine: str = setting("local", "local: processes on this machine; ray: one Ray task per point (pip install "
+                                   "-e \".[ray]\").", ("local", "ray"))
+    ray_address: str = setting("", "Ray cluster for --engine=ray: auto, or host:port ('' = start a local Ray "
+                                   "instance with this machine's cores).")
+    dry_run: bool = setting(False, "Print each point's run folder and full command, one line per point, and exit.")
+    index: int = setting(-1, "Run only the point with this index (0-based; z1's beta varies slowest): one task of "
+                             "a batch scheduler's array job. -1 = every point.")
+    evaluate: bool = setting(True, "Evaluate each point after training it.")
+    train: TrainConfig = nested(TrainConfig)
+    eval: EvalOptions = nested(EvalOptions, prefix="eval_")
+
+
+def define(flag_values):
+    cli.define_flags(SweepCommand, flag_values)
+    for layer in range(1, MAX_LAYERS + 1):
+        flags.DEFINE_string(f"betas_{layer}", "", f"Betas of layer z{layer}: a comma-separated list or "
+                            f"logspace:LOW,HIGH,N.", flag_values=flag_values)
+
+
+def plan(command, beta_texts, cores=None):
+    """The jobs of the sweep: one launch.point job per grid point. ValueError (one line) for bad input."""
+    if not command.root:
+        raise ValueError("--root is required: the folder that holds the sweep's runs")
+    RunDir(command.root).check_folder()
+    if command.workers < 1:
+        raise ValueError(f"--workers must be at least 1 (got {command.workers})")
+    points = grid.grid_from_flags(beta_texts, command.train.model.num_layers)
+    if not -1 <= command.index < len(points):
+        raise ValueError(f"--index={command.index} is outside the grid's {len(points)} points (0 to {len(points) - 1})")
+    cores = cores or os.cpu_count() or 1
+    threads = command.train.threads or max(1, cores // command.workers)
+    root = os.path.abspath(command.root)
+    jobs = []
+    for index, betas in enumerate(points):
+        if command.index >= 0 and index != command.index:
+            continue
+        train = dataclasses.replace(command.train, betas=betas, threads=threads, workdir="unnamed")
+        train = dataclasses.replace(train, workdir=os.path.join(root, train.run_name()))
+        evaluation = command.eval
+        if evaluation.probe_jobs == EvalOptions().probe_jobs:  # not chosen: fit the point's share of the cores
+            evaluation = dataclasses.replace(evaluation, probe_jobs=threads)
+        argv = cli.to_argv(point.PointCommand(evaluate=command.evaluate, train=train, eval=evaluation))
+        jobs.append(engines.Job(index=index, workdir=train.workdir, argv=tuple(argv), threads=threads))
+    return jobs
+
+
+def sweep(command, jobs, log=print):
+    """Runs the jobs that have not finished; returns {status: [job, ...]} (done, skipped, busy, failed)."""
+    pending = [j for j in jobs if not point.is_finished(RunDir(j.workdir), command.evaluate)]
+    outcome = {"done": [], "skipped": [j for j in jobs if j not in pending], "busy": [], "failed": []}
+    log(f"{len(jobs)} points, {len(outcome['skipped'])} finished already, running {len(pending)} "
+        f"({command.engine} engine)")
+    if pending:
+        statuses = (engines.run_ray(pending, command.ray_address) if command.engine == "ray"
+                    else engines.run_local(pending, command.workers))
+        for job, status in zip(pending, statuses):
+            outcome[status].append(job)
+    return outcome
+
+
+def summary(outcome, seconds):
+    lines = [f"done {len(outcome['done'])}, skipped (finished already) {len(outcome['skipped'])}, "
+             f"busy (run by another launcher) {len(outcome['busy'])}, failed {len(outcome['failed'])} "
+             f"in {seconds:.0f} s"]
+    for job in outcome["failed"]:
+        with open(RunDir(job.workdir).file(RunDir.ERROR)) as f:
+            lines.append(f"  failed: point {job.index} {job.workdir}: {f.readline().strip()}")
+    return "\n".join(lines)
+
+
+def main(flag_values):
+    with cli.one_line_errors():
+        for name in ("betas", "workdir"):
+            if flag_values[name].present:
+                raise ValueError(f"--{name} is set per point by the sweep; give one list per layer "
+                                 f"(--betas_1, --betas_2, ...) and the sweep's folder --root instead")
+        command = cli.from_flags(SweepCommand, flag_values)
+        jobs = plan(command, {l: flag_values[f"betas_{l}"].value for l in range(1, MAX_LAYERS + 1)})
+    if command.dry_run:
+        for job in jobs:
+            print(f"{job.workdir}\t{shlex.join(engines.command(job))}")
+        return
+    started = time.time()
+    with cli.one_line_errors():
+        outcome = sweep(command, jobs)
+    seconds = time.time() - started
+    record = {"argv": sys.argv, "seconds": seconds, "points": {
+        status: [{"index": j.index, "workdir": j.workdir} for j in done] for status, done in outcome.items()}}
+    io_utils.write_json_atomic(os.path.join(command.root, f"sweep_{time.strftime('%Y%m%d-%H%M%S')}.json"), record)
+    print(summary(outcome, seconds))
+    print(f"aggregate with: python -m evaluation.aggregate --root={command.root}")
+    sys.exit(1 if outcome["failed"] else 0)
+
+
+def run_main():
+    cli.run(define, main)
+
+
+if __name__ == "__main__":
+    run_main()

@@ -1,0 +1,182 @@
+"""The sweep launcher: grid expansion, run naming, skipping and resuming, failures, two launchers on one
+root, and the Ray engine."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from absl import flags
+
+from hvae_repr import cli, io_utils
+from hvae_repr.runs import RunDir
+from launch import engines, grid, point, sweep
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--dataset=binary_digits", "--latent_dims=4,2", "--hidden_units=16", "--batch_size=128", "--epochs=2",
+        "--checkpoint_every_secs=0",
+        "--eval_num_generated=100", "--eval_classifier_epochs=1", "--eval_classifier_min_steps=20",
+        "--eval_probe_names=logistic_regression", "--eval_probe_jobs=1"]
+
+
+# ------------------------------------------------------------------ the grid
+def test_logspace_and_explicit_lists():
+    assert grid.parse_betas("logspace:0.1,10,5", 1) == [0.1, 0.316228, 1.0, 3.16228, 10.0]
+    assert len(grid.parse_betas("logspace:0.1,10,21", 2)) == 21
+    assert grid.parse_betas("0.3, 3", 1) == [0.3, 3.0] and grid.parse_betas("logspace:2,2,1", 1) == [2.0]
+    points = grid.expand([[0.3, 3.0], [0.1, 1.0, 10.0]])
+    assert points == [(0.3, 0.1), (0.3, 1.0), (0.3, 10.0), (3.0, 0.1), (3.0, 1.0), (3.0, 10.0)]  # z1 slowest
+
+
+@pytest.mark.parametrize("text,message", [("logspace:0.1,10", "logspace:LOW,HIGH,N"), ("logspace:10,0.1,3", "LOW <= HIGH"),
+                                          ("a,b", "--betas_2='a,b' is neither"), ("", "neither"), ("1,-2", "non-negative")])
+def test_bad_beta_lists_are_one_line_errors(text, message):
+    with pytest.raises(ValueError, match=message):
+        grid.parse_betas(text, 2)
+
+
+def test_one_list_per_layer():
+    assert len(grid.grid_from_flags({1: "1,2", 2: "3"}, 2)) == 2
+    with pytest.raises(ValueError, match=r"the model has 2 latent layers .* \(missing --betas_2\)"):
+        grid.grid_from_flags({1: "1,2"}, 2)
+    with pytest.raises(ValueError, match=r"\(--betas_3 given\)"):
+        grid.grid_from_flags({1: "1", 2: "2", 3: "3"}, 2)
+
+
+# ------------------------------------------------------------------ planning and the command line
+def _command(*argv):
+    flag_values = flags.FlagValues()
+    sweep.define(flag_values)
+    flag_values(["sweep", *argv])
+    command = cli.from_flags(sweep.SweepCommand, flag_values)
+    texts = {l: flag_values[f"betas_{l}"].value for l in range(1, sweep.MAX_LAYERS + 1)}
+    return command, texts
+
+
+def test_each_point_gets_a_folder_named_from_its_settings_and_a_command_that_rebuilds_them(tmp_path):
+    command, texts = _command(f"--root={tmp_path}", "--betas_1=0.3,3", "--betas_2=logspace:0.1,10,3", "--workers=2",
+                              *TINY)
+    jobs = sweep.plan(command, texts, cores=2)
+    assert [j.index for j in jobs] == list(range(6)) and len({j.workdir for j in jobs}) == 6
+    for job, betas in zip(jobs, grid.expand([[0.3, 3.0], [0.1, 1.0, 10.0]])):
+        assert os.path.dirname(job.workdir) == str(tmp_path) and job.threads == 1
+        assert f"betas{betas[0]:g}-{betas[1]:g}" in os.path.basename(job.workdir)
+        flag_values = flags.FlagValues()
+        point.define(flag_values)
+        flag_values(["point", *job.argv])
+        rebuilt = cli.from_flags(point.PointCommand, flag_values)
+        assert rebuilt.train.betas == betas and rebuilt.train.workdir == job.workdir
+        assert rebuilt.train.epochs == 2 and rebuilt.train.model.latent_dims == (4, 2)  # passed through
+        assert rebuilt.eval.num_generated == 100 and rebuilt.eval.probe_jobs == 1 and rebuilt.train.threads == 1
+    assert [j.index for j in sweep.plan(_command(f"--root={tmp_path}", "--betas_1=0.3,3", "--betas_2=1",
+                                                 "--index=1")[0], texts)] == [1]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--betas_1=1"], "--root is required"),
+    (["--root={tmp}", "--betas_1=1"], "missing --betas_2"),
+    (["--root={tmp}", "--betas_1=1", "--betas_2=1", "--betas=1,1"], "--betas is set per point by the sweep"),
+    (["--root={tmp}", "--betas_1=1", "--betas_2=1", "--workdir=x"], "--workdir is set per point"),
+    (["--root={tmp}", "--betas_1=1", "--betas_2=1", "--index=5"], "--index=5 is outside the grid's 1 points"),
+    (["--root={tmp}", "--betas_1=1", "--betas_2=1", "--engine=slurm"], "engine"),
+    (["--root={tmp}", "--betas_1=1", "--betas_2=x"], "--betas_2='x' is neither"),
+])
+def test_bad_sweep_input_is_one_line(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_in_process(sweep.define, sweep.main, ["sweep", *[a.format(tmp=tmp_path) for a in argv]])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and err.startswith("error: ") and "\n" not in err and message in err, err
+
+
+def test_dry_run_prints_one_line_per_point_and_runs_nothing(tmp_path, capsys):
+    cli.run_in_process(sweep.define, sweep.main, ["sweep", f"--root={tmp_path}", "--betas_1=0.3,3",
+                                                  "--betas_2=1,2", "--dry_run", *TINY])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and all("-m launch.point" in l and "--epochs=2" in l for l in lines)
+    assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------ running sweeps (real processes)
+def _run_sweep(root, *argv):
+    return subprocess.run([sys.executable, "-m", "launch.sweep", f"--root={root}", *TINY, *argv], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_sweep_skips_finished_points_resumes_an_interrupted_one_and_survives_a_failure(tmp_path, monkeypatch):
+    root, classifiers = tmp_path / "sweep", f"--eval_classifier_dir={tmp_path / 'classifiers'}"
+    command, texts = _command(f"--root={root}", "--betas_1=0.5,2", "--betas_2=1", classifiers, *TINY)
+    interrupted, broken = sweep.plan(command, texts)
+    # Point 0: interrupted in its second epoch (a crash between its metrics line and its checkpoint).
+    flag_values = flags.FlagValues()
+    point.define(flag_values)
+    flag_values(["point", *interrupted.argv])
+    first = cli.from_flags(point.PointCommand, flag_values)
+    from hvae_repr import trainer
+    original = io_utils.append_jsonl
+
+    def crash_in_epoch_2(path, line):
+        original(path, line)
+        if line["epoch"] == 2:
+            raise KeyboardInterrupt("simulated crash")
+    monkeypatch.setattr(io_utils, "append_jsonl", crash_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.Trainer(first.train, verbose=False).run()
+    monkeypatch.setattr(io_utils, "append_jsonl", original)
+    # Point 1: its folder holds somebody's file, so training it fails.
+    os.makedirs(broken.workdir)
+    with open(os.path.join(broken.workdir, "notes.txt"), "w") as f:
+        f.write("mine")
+
+    proc = _run_sweep(root, "--betas_1=0.5,2", "--betas_2=1", classifiers)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "done 1, skipped (finished already) 0, busy (run by another launcher) 0, failed 1" in proc.stdout
+    assert f"failed: point 1 {broken.workdir}: " in proc.stdout and "not empty but holds no config.json" in proc.stdout
+    run = RunDir(interrupted.workdir)
+    assert run.is_trained and run.is_evaluated
+    with open(run.file(run.LOG)) as f:
+        assert "after epoch 1 (ckpt-1)" in f.read()  # resumed from its checkpoint
+    with open(run.file(run.METRICS)) as f:
+        assert [json.loads(line)["epoch"] for line in f] == [1, 2]
+    with open(RunDir(broken.workdir).file(RunDir.ERROR)) as f:
+        assert "not empty but holds no config.json" in f.readline()
+
+    # Fixed, the same command finishes the failed point and skips the finished one; error.txt goes.
+    os.remove(os.path.join(broken.workdir, "notes.txt"))
+    proc = _run_sweep(root, "--betas_1=0.5,2", "--betas_2=1", classifiers)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "done 1, skipped (finished already) 1, busy (run by another launcher) 0, failed 0" in proc.stdout
+    assert not os.path.exists(RunDir(broken.workdir).file(RunDir.ERROR))
+    assert RunDir(broken.workdir).is_evaluated
+
+
+def test_two_launchers_on_one_root_train_each_point_once(tmp_path):
+    root, classifiers = tmp_path / "sweep", f"--eval_classifier_dir={tmp_path / 'classifiers'}"
+    argv = [sys.executable, "-m", "launch.sweep", f"--root={root}", "--betas_1=0.5,2", "--betas_2=1", classifiers,
+            "--noevaluate", *TINY]
+    launchers = [subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in launchers]
+    assert all(p.returncode == 0 for p in launchers), outputs
+    folders = [f for f in os.listdir(root) if os.path.isdir(root / f)]
+    assert len(folders) == 2
+    for folder in folders:
+        with open(root / folder / RunDir.METRICS) as f:
+            assert [json.loads(line)["epoch"] for line in f] == [1, 2]  # trained once: no epoch twice
+        with open(root / folder / RunDir.LOG) as f:
+            log = f.read()
+        assert log.count("epoch 1/2") == 1, log
+
+
+def test_ray_engine_runs_a_two_point_sweep_on_a_local_instance(tmp_path):
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e \".[ray]\"")
+    root = tmp_path / "sweep"
+    proc = _run_sweep(root, "--betas_1=0.5,2", "--betas_2=1", "--engine=ray", "--noevaluate")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "running 2 (ray engine)" in proc.stdout and "done 2," in proc.stdout
+    runs = [RunDir(root / f) for f in os.listdir(root) if os.path.isdir(root / f)]
+    assert len(runs) == 2 and all(r.is_trained for r in runs)
+    rates = {r.read_config().betas: io_utils.read_json(r.file(r.TRAIN_RESULT))["test"]["rate_nats"]["z1"]["mean"]
+             for r in runs}
+    assert rates[(0.5, 1.0)] > rates[(2.0, 1.0)]  # the larger beta on z1 keeps less information there
+    assert np.isfinite(list(rates.values())).all()
