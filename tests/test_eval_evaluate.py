@@ -85,7 +85,9 @@ def test_command_line_on_tiny_run_writes_every_field(tiny_run, tmp_path):
     assert result["bound_t2"]["violated"] is False
     iw = result["importance_weighted"]
     assert iw["settings"]["num_samples"] == 5
-    assert iw["log_likelihood_lower_bound_nats"]["mean"] >= -result["rates"]["neg_elbo_nats"]["mean"] - 1.0
+    # log p(x) >= IW bound >= ELBO in expectation: the IW bound is not below the ELBO beyond their errors.
+    bound, elbo = iw["log_likelihood_lower_bound_nats"], result["rates"]["neg_elbo_nats"]
+    assert bound["mean"] + elbo["mean"] > -4 * np.hypot(bound["stderr"], elbo["stderr"])
 
 
 def test_synthetic_run_checks_t1(tmp_path):

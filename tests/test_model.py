@@ -175,13 +175,17 @@ def test_ladder_merge_matches_the_precision_weighted_formula():
 def test_importance_weights_bound_the_elbo():
     model = make(latent_dims=(5, 3))
     x = tf.random.stateless_uniform((4, 8, 8, 1), seed=[7, 8])
-    log_w = model.log_importance_weights(x, 2000, SEED).numpy()
-    terms = model.terms(tf.tile(x, [2000, 1, 1, 1]), SEED)
-    neg_elbo = (terms["distortion"] + tf.add_n(terms["rates"])).numpy().reshape(2000, 4).mean(0)
-    # -E[log w] is the negative ELBO (Monte Carlo), and the IW bound is tighter.
-    np.testing.assert_allclose(-log_w.mean(0), neg_elbo, rtol=0.02)
+    k = 2000
+    log_w = model.log_importance_weights(x, k, SEED).numpy().astype(np.float64)  # [k, 4]
+    terms = model.terms(tf.tile(x, [k, 1, 1, 1]), tf.constant([5, 6], tf.int32))
+    neg_elbo = (terms["distortion"] + tf.add_n(terms["rates"])).numpy().astype(np.float64).reshape(k, 4)
+    # -E[log w] is the negative ELBO: two Monte Carlo estimates on draws of their own agree within their errors
+    # (the rates are analytic KLs, log w uses the sampled log-density ratio, so their variances differ).
+    stderr = np.hypot(log_w.std(0) / np.sqrt(k), neg_elbo.std(0) / np.sqrt(k))
+    assert np.all(np.abs(-log_w.mean(0) - neg_elbo.mean(0)) < 4 * stderr)
+    # The importance-weighted bound log (1/k) sum_k w_k is tighter than the ELBO E[log w] by Jensen, beyond noise.
     iw = np.log(np.mean(np.exp(log_w - log_w.max(0)), 0)) + log_w.max(0)
-    assert np.all(-iw <= neg_elbo + 1e-3)
+    assert np.all(iw - log_w.mean(0) > 4 * log_w.std(0) / np.sqrt(k))
 
 
 @pytest.mark.parametrize("kwargs,message", [
