@@ -187,6 +187,7 @@ class Trainer:
         export.export_model(model, run, cfg)
         io_utils.write_json_atomic(run.file(run.TRAIN_RESULT), result)
         self.log(format_table(result))
+        self.log(f"run folder: {run.path}")
         return result
 
     def _test_result(self, model, dataset, seconds, steps_per_epoch, skipped):

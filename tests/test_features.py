@@ -134,6 +134,9 @@ def test_readme_example_runs(run_dir):
     heading = re.search(rf"^#+ {README_SECTION}\s*$", text, flags=re.M)
     if heading is None:
         pytest.skip(f"README has no '{README_SECTION}' section yet")
+    default_run = re.search(r'^run_dir = "(.*)"$', text[heading.end():], flags=re.M)
+    from hvae_repr.config import TrainConfig
+    assert default_run and default_run.group(1) == TrainConfig().workdir, "the README's run_dir is not the main job's"
     block = re.search(r"```python\n(.*?)```", text[heading.end():], flags=re.S)
     assert block, f"README's '{README_SECTION}' section has no python example"
     code, n = re.subn(r"^run_dir = .*$", f"run_dir = {run_dir!r}", block.group(1), flags=re.M)
