@@ -17,7 +17,7 @@ Columns, in this order (the rule is stable, so a column's name says where its nu
 - rate_nats_z1, ..., total_rate_nats, distortion_nats, neg_elbo_nats: test-set means per example,
   from eval_result["rates"] when the run is evaluated, else from train_result["test"];
   terms_source says which (the metrics of an evaluated run then come from the same pass);
-- active_units_z1, ...: from train_result["test"];
+- active_units_z1, ...: from the same rates section;
 - every other number of eval_result.json, named by its path with "_" between keys
   (eval_result["reconstruction"]["psnr"]["pooled_mse_db"] -> reconstruction_psnr_pooled_mse_db),
   sorted by name (numbers in names compare as numbers: z2 before z10). Booleans become 1/0, a list of
@@ -168,7 +168,8 @@ def read_run(root, run):
     flags = config or {}  # config.json holds the run's settings (TrainConfig) at its top level
     if os.path.isfile(os.path.join(folder, ERROR_FILE)):
         row["error"] = _first_line(os.path.join(folder, ERROR_FILE))
-    row["status"] = ("failed" if row["error"] else "evaluated" if evaluation and train else
+    # A conditional model's grid point holds eval_result.json (and point.json) without a training run.
+    row["status"] = ("failed" if row["error"] else "evaluated" if evaluation else
                      "trained" if train else "unfinished")
     train, evaluation = train or {}, evaluation or {}
 
@@ -179,7 +180,7 @@ def read_run(root, run):
     layers = _layers(betas)
     row.update(dataset=evaluation.get("dataset") or train.get("dataset") or flags.get("dataset"),
                num_layers=len(layers) or None, top_layer=layers[-1] if layers else None,
-               epochs=train.get("epochs", flags.get("epochs")))
+               epochs=train.get("epochs", flags.get("epochs", (evaluation.get("run_config") or {}).get("epochs"))))
     # eval_result["rates"] and train_result["test"] come from the same test-set pass (hvae_repr.passes).
     rates = evaluation.get("rates") or train.get("test") or {}
     row["terms_source"] = EVAL_RESULT if evaluation.get("rates") else TRAIN_RESULT if rates else None
@@ -189,7 +190,7 @@ def read_run(root, run):
     row.update({f"rate_nats_{l}": v for l, v in terms.get("rate_nats", {}).items()})
     for key in ("total_rate_nats", "distortion_nats", "neg_elbo_nats"):
         row[key] = terms.get(key)
-    row.update({f"active_units_{l}": v for l, v in train.get("test", {}).get("active_units", {}).items()})
+    row.update({f"active_units_{l}": v for l, v in rates.get("active_units", {}).items()})
     metrics = flatten(evaluation)
     clash = sorted(set(metrics) & set(row))
     if clash:
@@ -198,11 +199,22 @@ def read_run(root, run):
     return row
 
 
+def _is_grid_model(root, run):
+    """A conditional sweep's model (ROOT/model): its grid points are the rows, not the model itself."""
+    folder = os.path.join(root, run)
+    if os.path.isfile(os.path.join(folder, EVAL_RESULT)) or not os.path.isfile(os.path.join(folder, CONFIG)):
+        return False
+    try:
+        return bool(io_utils.read_json(os.path.join(folder, CONFIG)).get("model", {}).get("conditional_betas"))
+    except (OSError, ValueError):
+        return False
+
+
 def collect(root):
     """(rows, columns) of every run folder under `root`; ValueError when there is no finished run."""
     if not os.path.isdir(root):
         raise ValueError(f"--root={root} is not a folder; pass the sweep's root folder")
-    rows = [read_run(root, run) for run in find_run_folders(root)]
+    rows = [read_run(root, run) for run in find_run_folders(root) if not _is_grid_model(root, run)]
     if not any(r["status"] in ("evaluated", "trained") for r in rows):
         failed = sum(r["status"] == "failed" for r in rows)
         raise ValueError(f"{root} holds no finished run (no run folder with {TRAIN_RESULT}"

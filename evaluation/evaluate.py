@@ -24,6 +24,8 @@ from hvae_repr.trainer import library_versions
 
 @dataclasses.dataclass(frozen=True)
 class EvalOptions:
+    betas: tuple = setting((), "The betas to evaluate a beta-conditional model at, z1 first (empty = the run's "
+                               "--betas); a model trained at fixed betas is evaluated at those.", item=float)
     seed: int = setting(-1, "Seed of posterior and prior samples (-1 = the run's training seed, so that the "
                             "rates equal train_result.json's).")
     batch_size: int = setting(passes.DEFAULT_BATCH_SIZE, "Examples per model call (the rates' samples depend "
@@ -103,8 +105,18 @@ STAGES = (
 
 
 def resolved(options, config):
-    """The options with seed -1 replaced by the run's seed (as recorded in the result)."""
-    return dataclasses.replace(options, seed=config.seed) if options.seed < 0 else options
+    """The options with the run's seed for seed -1 and the run's betas for none (as recorded in the result);
+    ValueError for betas that the run cannot be evaluated at."""
+    betas = tuple(options.betas) or tuple(config.betas)
+    if len(betas) != config.model.num_layers:
+        raise ValueError(f"--betas has {len(betas)} values but the run has {config.model.num_layers} latent "
+                         f"layers; give one beta per layer, z1 first")
+    if betas != tuple(config.betas) and not config.model.conditional_betas:
+        raise ValueError(f"the run was trained at betas {','.join(f'{b:g}' for b in config.betas)} and is not "
+                         f"beta-conditional; evaluate it without --betas (or train with --conditional_betas)")
+    if min(betas) <= 0:
+        raise ValueError(f"--betas must be positive (got {','.join(f'{b:g}' for b in betas)})")
+    return dataclasses.replace(options, betas=betas, seed=config.seed if options.seed < 0 else options.seed)
 
 
 def load_input(workdir, options):
@@ -119,9 +131,9 @@ def load_input(workdir, options):
     x, y = dataset.x_test, np.asarray(dataset.y_test)
     if options.max_test:
         x, y = x[:options.max_test], y[:options.max_test]
-    arrays = passes.dataset_pass(model, x, options.seed, options.batch_size)
+    arrays = passes.dataset_pass(model, x, options.seed, options.batch_size, betas=options.betas)
     return stages.EvalInput(model=model, config=config, dataset=dataset, x=x, labels=y, arrays=arrays,
-                            options=options, seed=options.seed)
+                            options=options, seed=options.seed, betas=options.betas)
 
 
 def evaluate(workdir, options=EvalOptions(), verbose=True, inp=None):
@@ -134,8 +146,16 @@ def evaluate(workdir, options=EvalOptions(), verbose=True, inp=None):
     seconds = {"load_and_test_pass": time.perf_counter() - started}
     result = {"workdir": os.path.abspath(workdir), "dataset": inp.dataset.name,
               "num_test_examples": int(len(inp.labels)), "num_classes": int(inp.dataset.num_classes),
-              "latent_names": list(inp.latent_names), "betas": dict(zip(inp.latent_names, inp.config.betas)),
+              "latent_names": list(inp.latent_names), "betas": dict(zip(inp.latent_names, inp.betas)),
               "run_config": inp.config.to_json(), "settings": dataclasses.asdict(inp.options)}
+    model_config = inp.config.model
+    if model_config.conditional_betas:
+        low, high = model_config.beta_range
+        result["conditional"] = {"beta_range": [low, high], "betas_in_range": all(low <= b <= high for b in inp.betas),
+                                 "note": "a beta-conditional model evaluated at these betas"}
+        if not result["conditional"]["betas_in_range"]:
+            result["conditional"]["warning"] = (f"betas outside the training range {low:g}..{high:g}: the model "
+                                                f"extrapolates")
     for stage in STAGES:
         clock = time.perf_counter()
         result[stage.name] = stage.run(inp, **{name: result[name] for name in stage.needs})

@@ -3,7 +3,6 @@ one pass of the model over it) plus the sections it declares it needs, and retur
 section of eval_result.json. The metric modules they call are pure functions over arrays.
 """
 import dataclasses
-import functools
 from typing import Any
 
 import numpy as np
@@ -23,43 +22,53 @@ CLASSIFIER_ACCURACY_WARNING = 0.9
 
 @dataclasses.dataclass
 class EvalInput:
-    """What every stage may read. The reference classifier is loaded on first use and kept."""
+    """What every stage may read. What does not depend on the betas (the reference classifier, its
+    predictions of the test images, the probes' split, the label prior) is made on first use and kept in
+    `shared`, which the points of a conditional model's grid share."""
     model: Any            # hvae_repr.model.HierarchicalVAE with the run's weights
     config: Any           # hvae_repr.config.TrainConfig
     dataset: Any          # hvae_repr.data.Dataset
     x: np.ndarray         # the evaluated test images (the first --max_test, or all)
     labels: np.ndarray
-    arrays: passes.PassArrays  # one pass of the model over x
-    options: Any          # evaluation.evaluate.EvalOptions, its seed resolved
+    arrays: passes.PassArrays  # one pass of the model over x, at `betas`
+    options: Any          # evaluation.evaluate.EvalOptions, its seed and betas resolved
     seed: int
+    betas: tuple          # the evaluated point (a conditional model's input; an ordinary model's own)
+    shared: dict = dataclasses.field(default_factory=dict)
 
     @property
     def latent_names(self):
         return self.arrays.latent_names
 
-    @functools.cached_property
+    def _shared(self, key, make):
+        if key not in self.shared:
+            self.shared[key] = make()
+        return self.shared[key]
+
+    @property
     def classifier(self):
         o = self.options
-        return reference_classifier.load_or_train(
+        return self._shared("classifier", lambda: reference_classifier.load_or_train(
             self.dataset, cache_dir=o.classifier_dir or None, epochs=o.classifier_epochs,
-            min_steps=o.classifier_min_steps, max_train=o.classifier_max_train or None)
+            min_steps=o.classifier_min_steps, max_train=o.classifier_max_train or None))
 
-    @functools.cached_property
+    @property
     def probe_split(self):
         """The probes' (train, test) split, used by every probe and by the mutual information's lower bound."""
         o = self.options
         fraction = o.probe_test_fraction or probes.PROTOCOLS[o.probe_protocol].test_fraction
-        return probes.split_indices(self.labels, fraction, o.probe_seed)
+        return self._shared("probe_split", lambda: probes.split_indices(self.labels, fraction, o.probe_seed))
 
-    @functools.cached_property
+    @property
     def label_prior(self):
         """Class frequencies of the evaluated labels over the data set's classes (a missing class gets 0)."""
-        return bounds.label_prior(self.labels, num_classes=self.dataset.num_classes)
+        return self._shared("label_prior", lambda: bounds.label_prior(self.labels,
+                                                                      num_classes=self.dataset.num_classes))
 
-    @functools.cached_property
+    @property
     def test_predictions(self):
         """The reference classifier's (probabilities, features) of the test images."""
-        return self.classifier.predict(self.x)
+        return self._shared("test_predictions", lambda: self.classifier.predict(self.x))
 
 
 def batches(n, batch_size):
@@ -76,7 +85,8 @@ def importance_weighted(inp):
     if k == 0:
         return {"status": "off", "reason": "pass --iw_samples=K (e.g. 1000) to compute it"}
     from hvae_repr.tf_env import tf
-    log_weights = tf.function(lambda xb, seed: inp.model.log_importance_weights(xb, k, seed), reduce_retracing=True)
+    log_weights = tf.function(lambda xb, seed: inp.model.log_importance_weights(xb, k, seed, betas=inp.betas),
+                              reduce_retracing=True)
     per_example = np.concatenate([
         logsumexp(log_weights(inp.x[rows], seeds.derive(inp.seed, "importance_weights", b)).numpy()
                   .astype(np.float64), axis=0) - np.log(k)
@@ -189,16 +199,16 @@ def reconstruction(inp):
                      "num_images": int(len(inp.labels))}}
 
 
-def prior_samples(model, n, batch_size, seed):
+def prior_samples(model, n, batch_size, seed, betas=None):
     from hvae_repr.tf_env import tf
-    sample = tf.function(model.sample)
+    sample = tf.function(lambda count, seed: model.sample(count, seed, betas=betas))
     return np.concatenate([sample(rows.stop - rows.start, seeds.derive(seed, "prior_samples", b)).numpy()
                            for b, rows in batches(n, batch_size)])
 
 
 def generation(inp):
     o = inp.options
-    generated = prior_samples(inp.model, o.num_generated, o.batch_size, inp.seed)
+    generated = prior_samples(inp.model, o.num_generated, o.batch_size, inp.seed, inp.betas)
     gen_probs, gen_features = inp.classifier.predict(generated)
     test_probs, test_features = inp.test_predictions
     splits = min(o.score_splits, o.num_generated, len(inp.labels))

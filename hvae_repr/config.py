@@ -34,6 +34,12 @@ class ModelConfig:
                                          "(the paper's 0.71 for cifar10 and svhn, else 0.03). D scales as "
                                          "1/(2 sigma^2), so sigma^2 rescales every beta.")
     num_mixtures: int = setting(5, "Components of discretized_logistic_mixture.")
+    conditional_betas: bool = setting(False, "One model for every beta: each training example draws its own "
+                                             "betas, log-uniformly in --beta_range, and every network sees them "
+                                             "(FiLM of its hidden layers); evaluate it at any betas "
+                                             "(python -m evaluation.evaluate --betas=...).")
+    beta_range: tuple = setting((0.1, 10.0), "LOW,HIGH: the betas a conditional model is trained for (the paper's "
+                                             "grid spans 0.1,10).", item=float)
     input_shape: tuple = ()  # from the data set; not a flag
 
     def __post_init__(self):
@@ -52,6 +58,10 @@ class ModelConfig:
         if not (math.isfinite(self.gaussian_sigma) and self.gaussian_sigma >= 0):
             raise ValueError(f"--gaussian_sigma must be positive, or 0 for the data set's default "
                              f"(got {self.gaussian_sigma})")
+        object.__setattr__(self, "beta_range", tuple(float(b) for b in self.beta_range))
+        low_high = self.beta_range
+        if len(low_high) != 2 or not (0 < low_high[0] <= low_high[1] < math.inf):
+            raise ValueError(f"--beta_range must be LOW,HIGH with 0 < LOW <= HIGH (got {low_high})")
         if self.top_latent == "categorical" and dims[-1] < 2:
             raise ValueError("a categorical top layer needs at least 2 categories; raise the last --latent_dims entry")
 
@@ -68,7 +78,9 @@ class TrainConfig:
     data_dir: str = setting("", "Folder with the data set's files ('' = ~/.hvae_repr/data).")
     model: ModelConfig = nested(ModelConfig)
     betas: tuple = setting((), "Rate weight of each layer, z1 first: --betas=b1,b2 weights R(z1|z2) with b1 and "
-                               "R(z2) with b2. Default: 1 for every layer (the ELBO).", item=float)
+                               "R(z2) with b2. Default: 1 for every layer (the ELBO). A conditional model "
+                               "(--conditional_betas) trains for every beta and reports its test set at these.",
+                           item=float)
     epochs: int = setting(300, "Training epochs.")
     batch_size: int = setting(256, "Training batch size (the last partial batch of an epoch is dropped).")
     learning_rate: float = setting(3e-4, "Adam learning rate.")

@@ -26,46 +26,43 @@ RANGE_MESSAGE = "x must be float32 in [0, 1]; scale images to [0, 1] (e.g. x / 2
 
 
 def _module(model):
-    """A tf.Module whose tf.functions (fixed input signatures) become the SavedModel's signatures."""
+    """A tf.Module whose tf.functions (fixed input signatures) become the SavedModel's signatures.
+    A beta-conditional model's signatures take one more input, `betas` (float32 [L], z1 first)."""
     from hvae_repr.tf_env import tf
 
     x_spec = tf.TensorSpec((None,) + tuple(model.model_config.input_shape), tf.float32, name="x")
     seed_spec = tf.TensorSpec((2,), tf.int32, name="seed")
     z1_spec = tf.TensorSpec((None, model.model_config.latent_dims[0]), tf.float32, name="z1")
+    betas_spec = tf.TensorSpec((model.num_layers,), tf.float32, name="betas")
 
     def checked(x):
         tf.debugging.assert_greater_equal(x, 0.0, message=RANGE_MESSAGE)  # NaN fails too
         tf.debugging.assert_less_equal(x, 1.0, message=RANGE_MESSAGE)
         return x
 
-    module = tf.Module()
-    module.model = model
+    def signature(fn, *specs):
+        """fn(*inputs, betas) as a tf.function of the inputs, plus betas for a conditional model."""
+        if model.conditional:
+            return tf.function(lambda *inputs: fn(*inputs[:-1], inputs[-1]), input_signature=[*specs, betas_spec])
+        return tf.function(lambda *inputs: fn(*inputs, None), input_signature=list(specs))
 
-    @tf.function(input_signature=[x_spec])
-    def encode(x):
+    def encode(x, betas):
         out = {}
-        for name, (mean, std) in model.encode(checked(x)).items():
+        for name, (mean, std) in model.encode(checked(x), betas).items():
             out[f"{name}_mean"], out[f"{name}_std"] = mean, std
         return out
 
-    @tf.function(input_signature=[x_spec, seed_spec])
-    def sample_latents(x, seed):
-        return model.sample_latents(checked(x), seed)
-
-    @tf.function(input_signature=[x_spec])
-    def reconstruct(x):
-        return {"x_mean": model.reconstruct(checked(x))}
-
-    @tf.function(input_signature=[z1_spec])
-    def decode(z1):
-        return {"x_mean": model.decode(z1)}
-
-    @tf.function(input_signature=[tf.TensorSpec((), tf.int32, name="n"), seed_spec])
-    def sample(n, seed):
-        return {"x_mean": model.sample(n, seed)}
-
-    functions = dict(encode=encode, sample_latents=sample_latents, reconstruct=reconstruct,
-                     decode=decode, sample=sample)
+    functions = {
+        "encode": signature(encode, x_spec),
+        "sample_latents": signature(lambda x, seed, betas: model.sample_latents(checked(x), seed, betas),
+                                    x_spec, seed_spec),
+        "reconstruct": signature(lambda x, betas: {"x_mean": model.reconstruct(checked(x), betas)}, x_spec),
+        "decode": signature(lambda z1, betas: {"x_mean": model.decode(z1, betas)}, z1_spec),
+        "sample": signature(lambda n, seed, betas: {"x_mean": model.sample(n, seed, betas)},
+                            tf.TensorSpec((), tf.int32, name="n"), seed_spec),
+    }
+    module = tf.Module()
+    module.model = model
     for name, fn in functions.items():
         setattr(module, name, fn)
     return module, functions
@@ -84,6 +81,8 @@ def metadata(model, config, run):
         "architecture": mc.architecture,
         "inference": mc.inference,
         "betas": list(config.betas),
+        "conditional": bool(mc.conditional_betas),
+        "beta_range": list(mc.beta_range) if mc.conditional_betas else None,
         "dataset": config.dataset,
         "run": os.path.abspath(run.path),
         "checkpoint": os.path.basename(checkpoints[0]) if checkpoints else None,

@@ -35,8 +35,12 @@ class Posterior(NamedTuple):
 
 
 def find_export(path):
-    """The export folder for `path`, a run folder or an export folder; ValueError if it is neither."""
+    """The export folder for `path`, a run folder, an export folder or a conditional model's grid point
+    (whose point.json names the model's run); ValueError if it is none of these."""
     path = os.fspath(path)
+    point = RunDir(path).read_point()
+    if point is not None:
+        return find_export(point["model_run"])
     for candidate in (path, os.path.join(path, EXPORT)):
         if os.path.isfile(os.path.join(candidate, META)) and os.path.isfile(os.path.join(candidate, "saved_model.pb")):
             return candidate
@@ -53,15 +57,17 @@ def _load_saved_model(export_dir, stamp):
     return tf.saved_model.load(export_dir)
 
 
-def load_encoder(path):
-    """Loads the trained encoder of a run folder or an export folder (see `Encoder`)."""
-    return Encoder(path)
+def load_encoder(path, betas=None):
+    """Loads the trained encoder of a run folder, an export folder or a grid point (see `Encoder`)."""
+    return Encoder(path, betas)
 
 
 class Encoder:
     """The SavedModel of a run with numpy in, numpy out, input checks and batching."""
 
-    def __init__(self, path):
+    def __init__(self, path, betas=None):
+        """betas: the point (one beta per layer, z1 first) at which to use a beta-conditional model; by
+        default a grid point's own, else the run's --betas. A model trained at fixed betas takes none."""
         self.export_dir = find_export(path)
         self.meta = io_utils.read_json(os.path.join(self.export_dir, META))
         pb = os.path.join(self.export_dir, "saved_model.pb")
@@ -69,10 +75,23 @@ class Encoder:
         self.input_shape = tuple(self.meta["input_shape"])
         self.latent_names = tuple(self.meta["latent_names"])
         self.latent_dims = dict(zip(self.latent_names, self.meta["latent_dims"]))
+        self.conditional = bool(self.meta.get("conditional"))
+        point = RunDir(os.fspath(path)).read_point()
+        chosen = tuple(betas or (point["betas"] if point else ()) or self.meta["betas"])
+        if len(chosen) != len(self.latent_names):
+            raise ValueError(f"betas has {len(chosen)} values for {len(self.latent_names)} layers; give one per layer, "
+                             f"z1 first")
+        if not self.conditional and chosen != tuple(self.meta["betas"]):
+            raise ValueError(f"this encoder was trained at betas {tuple(self.meta['betas'])} and is not "
+                             f"beta-conditional; leave betas out")
+        self.betas = tuple(float(b) for b in chosen)
+        # The betas go into every call of a conditional model's signatures, and nowhere else.
+        self._betas_input = (tf.constant(self.betas, tf.float32),) if self.conditional else ()
 
     def __repr__(self):
         dims = ", ".join(f"{n}: {d}" for n, d in self.latent_dims.items())
-        return f"Encoder({self.export_dir!r}, input_shape={self.input_shape}, latents {{{dims}}})"
+        betas = f", betas {self.betas}" if self.conditional else ""
+        return f"Encoder({self.export_dir!r}, input_shape={self.input_shape}, latents {{{dims}}}{betas})"
 
     # ------------------------------------------------------------- checks
     def check_input(self, x):
@@ -123,12 +142,13 @@ class Encoder:
 
     def encode(self, x, batch_size=DEFAULT_BATCH_SIZE):
         """{layer: Posterior(mean, std)} with numpy arrays [n, d_l], every layer z1 ... zL."""
-        out = self._batched(lambda b, i: self.saved_model.encode(b), self.check_input(x), batch_size)
+        out = self._batched(lambda b, i: self.saved_model.encode(b, *self._betas_input), self.check_input(x),
+                            batch_size)
         return {n: Posterior(out[f"{n}_mean"], out[f"{n}_std"]) for n in self.latent_names}
 
     def sample_latents(self, x, seed=0, batch_size=DEFAULT_BATCH_SIZE):
         """{layer: one posterior sample [n, d_l]}; the same seed and batch_size give the same draws."""
-        return self._batched(lambda b, i: self.saved_model.sample_latents(b, _seed(seed, i)),
+        return self._batched(lambda b, i: self.saved_model.sample_latents(b, _seed(seed, i), *self._betas_input),
                              self.check_input(x), batch_size)
 
     def features(self, x, layers=None, kind="mean", seed=0, batch_size=DEFAULT_BATCH_SIZE):
@@ -145,14 +165,15 @@ class Encoder:
 
     def reconstruct(self, x, batch_size=DEFAULT_BATCH_SIZE):
         """Mean of p(x | z1) at the posterior means, shaped like the model's input."""
-        return self._batched(lambda b, i: self.saved_model.reconstruct(b), self.check_input(x), batch_size)["x_mean"]
+        return self._batched(lambda b, i: self.saved_model.reconstruct(b, *self._betas_input), self.check_input(x),
+                             batch_size)["x_mean"]
 
     def decode(self, z1):
-        return self.saved_model.decode(np.asarray(z1, np.float32))["x_mean"].numpy()
+        return self.saved_model.decode(np.asarray(z1, np.float32), *self._betas_input)["x_mean"].numpy()
 
     def sample(self, n, seed=0):
         """n draws from the prior, as the mean of p(x | z1)."""
-        return self.saved_model.sample(tf.constant(n, tf.int32), _seed(seed, 0))["x_mean"].numpy()
+        return self.saved_model.sample(tf.constant(n, tf.int32), _seed(seed, 0), *self._betas_input)["x_mean"].numpy()
 
 
 def _seed(seed, index):
@@ -168,15 +189,16 @@ class HVAEFeatures(TransformerMixin, BaseEstimator):
     per process, never pickled, so the transformer clones and pickles cheaply.
     """
 
-    def __init__(self, path, layers=None, kind="mean", seed=0, batch_size=DEFAULT_BATCH_SIZE):
+    def __init__(self, path, layers=None, kind="mean", seed=0, batch_size=DEFAULT_BATCH_SIZE, betas=None):
         self.path = path
         self.layers = layers
         self.kind = kind
         self.seed = seed
         self.batch_size = batch_size
+        self.betas = betas
 
     def _encoder(self):
-        encoder = load_encoder(self.path)
+        encoder = load_encoder(self.path, self.betas)
         encoder.check_layers(self.layers)
         if self.kind not in KINDS:
             raise ValueError(f"unknown kind {self.kind!r}; use one of {', '.join(KINDS)}")
@@ -206,12 +228,12 @@ class HVAEEncoderLayer(keras.layers.Layer):
     kind="sample" draws a fresh posterior sample at every call (seeded by `seed`).
     """
 
-    def __init__(self, path, layers=None, kind="mean", seed=0, trainable=False, **kwargs):
+    def __init__(self, path, layers=None, kind="mean", seed=0, trainable=False, betas=None, **kwargs):
         if trainable:
             raise ValueError("HVAEEncoderLayer cannot be fine-tuned (the SavedModel's weights are frozen); "
                              "leave trainable=False")
         super().__init__(trainable=False, **kwargs)
-        self._encoder = load_encoder(path)
+        self._encoder = load_encoder(path, betas)
         self.source = os.fspath(path)  # Layer.path is Keras's own
         self.layer_names = self._encoder.check_layers(layers)
         if kind not in KINDS:
@@ -226,10 +248,10 @@ class HVAEEncoderLayer(keras.layers.Layer):
         x = tf.reshape(tf.cast(x, tf.float32), (-1,) + self._encoder.input_shape)
         model = self._encoder.saved_model
         if self.kind == "mean":
-            out = model.encode(x)
+            out = model.encode(x, *self._encoder._betas_input)
             parts = [out[f"{n}_mean"] for n in self.layer_names]
         else:
-            out = model.sample_latents(x, tf.cast(self.seed_generator.next(), tf.int32))
+            out = model.sample_latents(x, tf.cast(self.seed_generator.next(), tf.int32), *self._encoder._betas_input)
             parts = [out[n] for n in self.layer_names]
         return tf.concat(parts, axis=-1)
 
@@ -238,5 +260,6 @@ class HVAEEncoderLayer(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(path=self.source, layers=list(self.layer_names), kind=self.kind, seed=self.seed)
+        config.update(path=self.source, layers=list(self.layer_names), kind=self.kind, seed=self.seed,
+                      betas=list(self._encoder.betas) if self._encoder.conditional else None)
         return config

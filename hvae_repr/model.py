@@ -10,7 +10,7 @@ from hvae_repr.tf_env import tf
 import keras
 import tensorflow_probability as tfp
 
-from hvae_repr import likelihoods, networks
+from hvae_repr import conditioning, likelihoods, networks
 
 tfd = tfp.distributions
 
@@ -35,7 +35,11 @@ def ladder_merge(estimate, prior):
 
 class HierarchicalVAE(keras.Model):
     """A hierarchical VAE with L >= 1 latent layers (see hvae_repr.config.ModelConfig; its
-    input_shape must be set)."""
+    input_shape must be set).
+
+    Every method takes `betas`: ignored by an ordinary model, required by a beta-conditional one
+    (ModelConfig.conditional_betas), whose networks all see them: [L] for the whole batch or [B, L]
+    per example, z1 first."""
 
     def __init__(self, model_config, **kwargs):
         super().__init__(name="hierarchical_vae", **kwargs)
@@ -55,6 +59,20 @@ class HierarchicalVAE(keras.Model):
             if l < len(self.prior_nets):
                 setattr(self, f"prior_{name}", self.prior_nets[l])
         self.likelihood = likelihoods.make_likelihood(model_config)
+        self.conditional = model_config.conditional_betas
+        if self.conditional:
+            self.beta_embedding = conditioning.BetaEmbedding(model_config.beta_range, name="beta_embedding")
+
+    def _embedding(self, betas, batch):
+        """The betas' embedding that every FiLM layer reads (None for an ordinary model)."""
+        if not self.conditional:
+            return None
+        if betas is None:
+            raise ValueError("this model is beta-conditional: pass betas, one per layer, z1 first")
+        betas = tf.convert_to_tensor(betas, tf.float32)
+        if betas.shape.rank == 1:
+            betas = tf.broadcast_to(betas[None], tf.stack([batch, self.num_layers]))
+        return self.beta_embedding(betas)
 
     @property
     def num_layers(self):
@@ -71,8 +89,9 @@ class HierarchicalVAE(keras.Model):
     def build_all(self):
         """Creates every variable (Keras builds lazily) with one call on a dummy batch."""
         x = tf.zeros((1,) + self.model_config.input_shape)
-        self.terms(x, seed=tf.constant([0, 0], tf.int32))
-        self.sample(1, seed=tf.constant([0, 0], tf.int32))
+        betas = tf.ones(self.num_layers)
+        self.terms(x, seed=tf.constant([0, 0], tf.int32), betas=betas)
+        self.sample(1, seed=tf.constant([0, 0], tf.int32), betas=betas)
         return self
 
     # ---------------------------------------------------------------- factors
@@ -82,13 +101,13 @@ class HierarchicalVAE(keras.Model):
             return tfd.OneHotCategorical(logits=tf.zeros((batch, d)), dtype=tf.float32)
         return gaussian(tf.zeros((batch, d)), tf.ones((batch, d)))
 
-    def _conditional_prior(self, l, z_above):
-        return gaussian(*self.prior_nets[l](z_above))
+    def _conditional_prior(self, l, z_above, embedding):
+        return gaussian(*self.prior_nets[l](z_above, embedding))
 
     def _draw(self, dist, seed, use_mean):
         return dist.mean() if use_mean else dist.sample(seed=seed)
 
-    def posteriors(self, x, seed=None, use_mean=False, temperature=None):
+    def posteriors(self, x, seed=None, use_mean=False, temperature=None, betas=None):
         """Top-down inference. Returns one LayerPosterior per layer, z1 first.
 
         use_mean: pass each layer's posterior mean (the mode for a categorical
@@ -96,19 +115,19 @@ class HierarchicalVAE(keras.Model):
         temperature of a categorical top in training; None gives hard one-hot samples.
         """
         x = tf.convert_to_tensor(x, tf.float32)
+        batch = tf.shape(x)[0]
+        embedding = self._embedding(betas, batch)
         features = []
         for net, source in zip(self.bottom_up, self.bottom_up_input):
-            features.append(net(x if source < 0 else features[source]))
+            features.append(net(x if source < 0 else features[source], embedding))
         num = self.num_layers
         seeds = tfp.random.split_seed(seed, n=num) if seed is not None else [None] * num
-        batch = tf.shape(x)[0]
         result = [None] * num
         z_above = None
         for l in reversed(range(num)):
             top = l == num - 1
-            net = self.posterior_nets[l]
-            params = net(features[l], z_above) if net.conditioned else net(features[l])
-            p = self._top_prior(batch) if top else self._conditional_prior(l, z_above)
+            params = self.posterior_nets[l](features[l], z_above, embedding)
+            p = self._top_prior(batch) if top else self._conditional_prior(l, z_above, embedding)
             if top and self.categorical_top:
                 q = tfd.OneHotCategorical(logits=params, dtype=tf.float32)
                 if use_mean:
@@ -126,18 +145,19 @@ class HierarchicalVAE(keras.Model):
             z_above = z
         return result
 
-    def likelihood_distribution(self, z1):
-        return self.likelihood.distribution(self.decoder(z1))
+    def likelihood_distribution(self, z1, betas=None):
+        return self.likelihood.distribution(self.decoder(z1, self._embedding(betas, tf.shape(z1)[0])))
 
     # ------------------------------------------------------------- objective
-    def terms(self, x, seed, training=False, temperature=None):
+    def terms(self, x, seed, training=False, temperature=None, betas=None):
         """Per-example distortion and per-layer rates (nats), from one sample of every layer."""
         x = tf.convert_to_tensor(x, tf.float32)
-        return self.terms_from_layers(x, self.posteriors(x, seed=seed, temperature=temperature if training else None))
+        layers = self.posteriors(x, seed=seed, temperature=temperature if training else None, betas=betas)
+        return self.terms_from_layers(x, layers, betas)
 
-    def terms_from_layers(self, x, layers):
-        """`terms` for posteriors already drawn by `posteriors(x, ...)`."""
-        log_px = self.likelihood_distribution(layers[0].z).log_prob(self.likelihood.event(x))
+    def terms_from_layers(self, x, layers, betas=None):
+        """`terms` for posteriors already drawn by `posteriors(x, ..., betas=betas)`."""
+        log_px = self.likelihood_distribution(layers[0].z, betas).log_prob(self.likelihood.event(x))
         rates, kl_per_dim = [], []
         for post in layers:
             if isinstance(post.q, tfd.OneHotCategorical):
@@ -150,41 +170,44 @@ class HierarchicalVAE(keras.Model):
             kl_per_dim.append(per_dim)
         return {"distortion": -log_px, "rates": rates, "kl_per_dim": kl_per_dim}
 
-    def log_importance_weights(self, x, num_samples, seed):
+    def log_importance_weights(self, x, num_samples, seed, betas=None):
         """log p(x, z) - log q(z | x) for `num_samples` draws z ~ q(z | x); shape [num_samples, B]."""
         x = tf.convert_to_tensor(x, tf.float32)
         batch = tf.shape(x)[0]
         x_rep = tf.tile(x, tf.concat([[num_samples], tf.ones(tf.rank(x) - 1, tf.int32)], 0))
-        layers = self.posteriors(x_rep, seed=seed)
-        log_w = self.likelihood_distribution(layers[0].z).log_prob(self.likelihood.event(x_rep))
+        if betas is not None and tf.convert_to_tensor(betas).shape.rank == 2:
+            betas = tf.tile(betas, [num_samples, 1])
+        layers = self.posteriors(x_rep, seed=seed, betas=betas)
+        log_w = self.likelihood_distribution(layers[0].z, betas).log_prob(self.likelihood.event(x_rep))
         for post in layers:
             log_w += post.p.log_prob(post.z) - post.q.log_prob(post.z)
         return tf.reshape(log_w, (num_samples, batch))
 
     # ------------------------------------------------------------ user views
-    def encode(self, x):
+    def encode(self, x, betas=None):
         """Posterior mean and standard deviation per layer, computed top-down with the means of the layers above."""
         out = {}
-        for name, post in zip(self.latent_names, self.posteriors(x, use_mean=True)):
+        for name, post in zip(self.latent_names, self.posteriors(x, use_mean=True, betas=betas)):
             mean = post.q.mean()
             std = tf.sqrt(mean * (1.0 - mean)) if isinstance(post.q, tfd.OneHotCategorical) else post.q.stddev()
             out[name] = (mean, std)
         return out
 
-    def sample_latents(self, x, seed):
-        return {name: post.z for name, post in zip(self.latent_names, self.posteriors(x, seed=seed))}
+    def sample_latents(self, x, seed, betas=None):
+        return {name: post.z for name, post in zip(self.latent_names, self.posteriors(x, seed=seed, betas=betas))}
 
-    def decode(self, z1):
+    def decode(self, z1, betas=None):
         """Mean of p(x | z1) in data space."""
-        return self.likelihood.mean(self.decoder(z1))
+        return self.likelihood.mean(self.decoder(z1, self._embedding(betas, tf.shape(z1)[0])))
 
-    def reconstruct(self, x):
-        return self.decode(self.posteriors(x, use_mean=True)[0].z)
+    def reconstruct(self, x, betas=None):
+        return self.decode(self.posteriors(x, use_mean=True, betas=betas)[0].z, betas)
 
-    def sample(self, n, seed):
+    def sample(self, n, seed, betas=None):
         """Ancestral samples z ~ p(z), returned as the mean of p(x | z1)."""
         seeds = tfp.random.split_seed(seed, n=self.num_layers)
+        embedding = self._embedding(betas, n)
         z = self._draw(self._top_prior(n), seeds[-1], use_mean=False)
         for l in reversed(range(self.num_layers - 1)):
-            z = self._conditional_prior(l, z).sample(seed=seeds[l])
-        return self.decode(z)
+            z = self._conditional_prior(l, z, embedding).sample(seed=seeds[l])
+        return self.decode(z, betas)

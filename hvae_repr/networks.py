@@ -23,6 +23,7 @@ import keras
 from keras import layers
 
 from hvae_repr import likelihoods
+from hvae_repr.conditioning import apply, modulated
 
 
 class Choice(NamedTuple):
@@ -67,42 +68,65 @@ def dense_heads(dim, name, categorical=False):
                          layers.Dense(dim, name=f"{name}_scale"), name=name)
 
 
+class Stack(layers.Layer):
+    """Layers applied in order (keras.Sequential's job). In a beta-conditional model each hidden (ReLU)
+    layer comes wrapped in conditioning.Modulated, which FiLMs its output with the betas' embedding.
+    (Each step is an attribute of its own: tf.train.Checkpoint does not see layers inside lists.)"""
+
+    def __init__(self, steps, conditional=False, **kwargs):
+        super().__init__(**kwargs)
+        self.num_steps = len(steps)
+        for i, step in enumerate(steps):
+            setattr(self, f"step_{i}", modulated(step, conditional))
+
+    @property
+    def steps(self):
+        return [getattr(self, f"step_{i}") for i in range(self.num_steps)]
+
+    def call(self, x, embedding=None):
+        for step in self.steps:
+            x = apply(step, x, embedding)
+        return x
+
+
 class VectorPosterior(layers.Layer):
     """q(z_l | z_{l+1}, x) for a vector layer: features d_l(x) [+ features of z_{l+1}] -> heads."""
 
-    def __init__(self, dim, hidden, conditioned, categorical=False, **kwargs):
+    def __init__(self, dim, hidden, conditioned, categorical=False, conditional=False, **kwargs):
         super().__init__(**kwargs)
         self.conditioned = conditioned
         if conditioned:
-            self.z_features = layers.Dense(hidden, activation="relu")
-            self.merge = layers.Dense(hidden, activation="relu")
+            self.z_features = modulated(layers.Dense(hidden, activation="relu"), conditional)
+            self.merge = modulated(layers.Dense(hidden, activation="relu"), conditional)
         self.heads = dense_heads(dim, "heads", categorical)
 
-    def call(self, d, z_above=None):
+    def call(self, d, z_above=None, embedding=None):
         if self.conditioned:
-            d = self.merge(tf.concat([d, self.z_features(z_above)], axis=-1))
+            d = apply(self.merge, tf.concat([d, apply(self.z_features, z_above, embedding)], axis=-1), embedding)
         return self.heads(d)
 
 
 class ConvPosteriorZ1(layers.Layer):
     """The reference q(z1 | z2, x): x branch and z2 branch merged by a 'mid' conv, 3x3 conv heads."""
 
-    def __init__(self, channels, z1_channels, image_size, conditioned, **kwargs):
+    def __init__(self, channels, z1_channels, image_size, conditioned, conditional=False, **kwargs):
         super().__init__(**kwargs)
         c = channels
         self.conditioned = conditioned
+        self.z_channels = c
         if conditioned:
-            self.z_dense = layers.Dense(c * 16, activation="relu")
-            self.z_up = deconv_mid(c, image_size, activation="relu")
-        self.mid = conv_mid(c, image_size, activation="relu")
+            self.z_dense = modulated(layers.Dense(c * 16, activation="relu"), conditional)
+            self.z_up = modulated(deconv_mid(c, image_size, activation="relu"), conditional)
+        self.mid = modulated(conv_mid(c, image_size, activation="relu"), conditional)
         self.heads = GaussianHeads(layers.Conv2D(z1_channels, 3, padding="same"),
                                    layers.Conv2D(z1_channels, 3, padding="same"), name="heads")
 
-    def call(self, d, z_above=None):
+    def call(self, d, z_above=None, embedding=None):
         if self.conditioned:
-            z = self.z_up(keras.ops.reshape(self.z_dense(z_above), (-1, 4, 4, self.z_dense.units // 16)))
+            z = apply(self.z_dense, z_above, embedding)
+            z = apply(self.z_up, keras.ops.reshape(z, (-1, 4, 4, self.z_channels)), embedding)
             d = tf.concat([d, z], axis=-1)
-        return self.heads(self.mid(d))
+        return self.heads(apply(self.mid, d, embedding))
 
 
 def conv_down(c, **kw):
@@ -125,9 +149,9 @@ def deconv_mid(c, image_size, **kw):
     return layers.Conv2DTranspose(c, 4, strides=2, padding="same", **kw)       # 4 -> 8
 
 
-def prior_net(dim, hidden, name):
+def prior_net(dim, hidden, name, conditional=False):
     """p(z_l | z_{l+1}): one hidden dense layer, then Gaussian heads."""
-    return keras.Sequential([layers.Dense(hidden, activation="relu"), dense_heads(dim, "heads")], name=name)
+    return Stack([layers.Dense(hidden, activation="relu"), dense_heads(dim, "heads")], conditional, name=name)
 
 
 @dataclasses.dataclass
@@ -136,7 +160,7 @@ class Networks:
     bottom_up_input: list  # per layer: index of the bottom_up output it reads, or -1 for x
     posterior: list
     prior: list          # per layer l < L-1, else None
-    decoder: keras.Model
+    decoder: Stack
 
 
 def build_networks(config):
@@ -151,29 +175,31 @@ def _outputs_per_value(config):
 def _vector_layers(config, networks, first):
     """Bottom-up features, posteriors and priors of vector layers `first`..L-1 (shared by both architectures)."""
     dims, hidden, top = config.latent_dims, config.hidden_units, len(config.latent_dims) - 1
+    film = config.conditional_betas
     for l in range(first, top + 1):
         if l > first:  # layer `first` reads features that the caller already set up
-            networks.bottom_up.append(keras.Sequential([layers.Dense(hidden, activation="relu")], name=f"bottom_up_z{l + 1}"))
+            networks.bottom_up.append(Stack([layers.Dense(hidden, activation="relu")], film,
+                                            name=f"bottom_up_z{l + 1}"))
             networks.bottom_up_input.append(l - 1)
         conditioned = l < top and config.inference == "hvae"
         categorical = l == top and config.top_latent == "categorical"
         networks.posterior.append(
-            VectorPosterior(dims[l], hidden, conditioned, categorical, name=f"posterior_z{l + 1}"))
-        networks.prior.append(prior_net(dims[l], hidden, f"prior_z{l + 1}") if l < top else None)
+            VectorPosterior(dims[l], hidden, conditioned, categorical, film, name=f"posterior_z{l + 1}"))
+        networks.prior.append(prior_net(dims[l], hidden, f"prior_z{l + 1}", film) if l < top else None)
 
 
 def _mlp_networks(config):
     hidden = config.hidden_units
     per_value = _outputs_per_value(config)
     out_size = math.prod(config.input_shape) * per_value
+    film = config.conditional_betas
     networks = Networks(
-        bottom_up=[keras.Sequential([layers.Flatten(), layers.Dense(hidden, activation="relu"),
-                                     layers.Dense(hidden, activation="relu")], name="bottom_up_z1")],
+        bottom_up=[Stack([layers.Flatten(), layers.Dense(hidden, activation="relu"),
+                          layers.Dense(hidden, activation="relu")], film, name="bottom_up_z1")],
         bottom_up_input=[-1], posterior=[], prior=[],
-        decoder=keras.Sequential([layers.Dense(hidden, activation="relu"), layers.Dense(hidden, activation="relu"),
-                                  layers.Dense(out_size),
-                                  layers.Reshape(tuple(config.input_shape) + (per_value,))],
-                                 name="decoder"))
+        decoder=Stack([layers.Dense(hidden, activation="relu"), layers.Dense(hidden, activation="relu"),
+                       layers.Dense(out_size), layers.Reshape(tuple(config.input_shape) + (per_value,))],
+                      film, name="decoder"))
     _vector_layers(config, networks, first=0)
     return networks
 
@@ -185,30 +211,30 @@ def _conv_networks(config):
         raise ValueError(f"conv z1 is a 4x4xC map, so its size must be a multiple of 16 (got {z1_dim}); "
                          f"e.g. --latent_dims={16 * c},20")
     z1_channels = z1_dim // 16
-    ladder = config.inference == "ladder"
+    ladder, film = config.inference == "ladder", config.conditional_betas
     # z1's x branch: down, down (7x7 or 8x8 features), then z1's own 'mid' conv and heads.
     x_branch = [conv_down(c, activation="relu"), conv_down(c, activation="relu")]
     networks = Networks(
-        bottom_up=[keras.Sequential(x_branch, name="bottom_up_z1")],
+        bottom_up=[Stack(x_branch, film, name="bottom_up_z1")],
         bottom_up_input=[-1],
         posterior=[ConvPosteriorZ1(c, z1_channels, h, conditioned=not ladder and len(config.latent_dims) > 1,
-                                   name="posterior_z1")],
-        prior=[prior_net(z1_dim, c * 8, "prior_z1")] if len(config.latent_dims) > 1 else [None],
-        decoder=keras.Sequential([
+                                   conditional=film, name="posterior_z1")],
+        prior=[prior_net(z1_dim, c * 8, "prior_z1", film)] if len(config.latent_dims) > 1 else [None],
+        decoder=Stack([
             layers.Reshape((4, 4, z1_channels)),
             deconv_mid(c, h, activation="relu"),
             deconv_up(c, activation="relu"),
             deconv_up(channels_in * _outputs_per_value(config)),
-            layers.Reshape((h, w, channels_in, _outputs_per_value(config)))], name="decoder"))
+            layers.Reshape((h, w, channels_in, _outputs_per_value(config)))], film, name="decoder"))
     if len(config.latent_dims) > 1:
         if ladder:  # the paper's ladder variant: z2 continues z1's trunk (down, down) with its own mid conv
-            networks.bottom_up.append(keras.Sequential(
-                [conv_mid(c, h, activation="relu"), layers.Flatten()], name="bottom_up_z2"))
+            networks.bottom_up.append(Stack([conv_mid(c, h, activation="relu"), layers.Flatten()], film,
+                                            name="bottom_up_z2"))
             networks.bottom_up_input.append(0)
         else:  # the reference hvae: z2's trunk reads x separately, sharing no weights with z1's branch
-            networks.bottom_up.append(keras.Sequential(
+            networks.bottom_up.append(Stack(
                 [conv_down(c, activation="relu"), conv_down(c, activation="relu"),
-                 conv_mid(c, h, activation="relu"), layers.Flatten()], name="bottom_up_z2"))
+                 conv_mid(c, h, activation="relu"), layers.Flatten()], film, name="bottom_up_z2"))
             networks.bottom_up_input.append(-1)
         _vector_layers(config, networks, first=1)
     return networks

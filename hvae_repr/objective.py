@@ -12,7 +12,9 @@ ACTIVE_UNIT_THRESHOLD_NATS = 0.01  # a dimension is active when its mean KL exce
 
 
 def hit_loss(distortion, rates, betas):
-    """Mean over the batch of D + sum_l beta_l R_l; all betas = 1 gives the negative ELBO."""
+    """Mean over the batch of D + sum_l beta_l R_l; all betas = 1 gives the negative ELBO.
+
+    betas: one per layer, each a number or a [B] tensor of per-example betas (a conditional model)."""
     if len(rates) != len(betas):
         raise ValueError(f"got {len(betas)} betas for {len(rates)} latent layers; give one beta per layer, z1 first")
     weighted = distortion

@@ -8,6 +8,8 @@ never mixes two runs' settings, its lock, and rebuilding its model.
     train_result.json  written once training has finished (its presence means "trained")
     eval_result.json   written by `python -m evaluation.evaluate`
     export/            the SavedModel (export/hvae_repr.json describes it)
+    point.json         a conditional model's grid point: {"model_run": the model's run folder, "betas"}
+                       (such a folder holds point.json and eval_result.json, not a model of its own)
     error.txt          why the last attempt of a sweep point failed (written by the sweep launcher)
     sweep.log          the output of the sweep launcher's processes for this point
     .lock              held while a process trains, evaluates or exports the run
@@ -61,6 +63,7 @@ class RunDir:
     EXPORT = "export"
     EXPORT_META = "hvae_repr.json"  # inside export/
     ERROR = "error.txt"
+    POINT = "point.json"
     LOG = "sweep.log"
     LOCK = ".lock"
     BOOKKEEPING = (ERROR, LOG, LOCK)  # files that may precede config.json in a run's folder
@@ -91,6 +94,21 @@ class RunDir:
     @property
     def is_evaluated(self):
         return os.path.isfile(self.file(self.EVAL_RESULT))
+
+    def read_point(self):
+        """A grid point's {"model_run": absolute path, "betas": (z1 first)}, or None for any other folder."""
+        if not os.path.isfile(self.file(self.POINT)):
+            return None
+        point = io_utils.read_json(self.file(self.POINT))
+        return {"model_run": os.path.normpath(os.path.join(self.path, point["model_run"])),
+                "betas": tuple(point["betas"])}
+
+    def write_point(self, model_run, betas):
+        """Marks this folder as a grid point of the conditional model in `model_run` (kept relative)."""
+        os.makedirs(self.path, exist_ok=True)
+        io_utils.write_json_atomic(self.file(self.POINT), {
+            "model_run": os.path.relpath(os.path.abspath(model_run), os.path.abspath(self.path)),
+            "betas": list(betas)})
 
     def read_config(self):
         """The run's TrainConfig."""

@@ -6,7 +6,7 @@ reproducible on its own, in graph or eager code.
 """
 from hvae_repr.tf_env import tf
 
-STREAMS = ("train_step", "test_pass", "importance_weights", "prior_samples", "summary_images")
+STREAMS = ("train_step", "test_pass", "importance_weights", "prior_samples", "summary_images", "train_betas")
 
 
 def derive(seed, stream, *indices):

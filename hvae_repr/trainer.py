@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from hvae_repr import io_utils, objective, passes, runs, seeds, units
+from hvae_repr import conditioning, io_utils, objective, passes, runs, seeds, units
 from hvae_repr.runs import RunDir
 
 
@@ -147,7 +147,9 @@ class Trainer:
                 step = epoch * steps_per_epoch + i
                 warmup = min(1.0, (step + 1) / (cfg.kl_warmup_epochs * steps_per_epoch)) if cfg.kl_warmup_epochs else 1.0
                 batch = dataset.x_train[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
-                out = step_fn(batch, seed, tf.constant(step, tf.int32), betas * warmup,
+                # A conditional model draws each example's betas in the step; these then only scale them.
+                scale = np.full(model.num_layers, warmup, np.float32) if model.conditional else betas * warmup
+                out = step_fn(batch, seed, tf.constant(step, tf.int32), scale,
                               tf.constant(gumbel_temperature(cfg, epoch, step), tf.float32))
                 if not bool(out.pop("finite")):
                     skipped_var.assign_add(1)
@@ -174,7 +176,7 @@ class Trainer:
                 _write_summaries(means)
                 every = cfg.images_every_epochs
                 if every and ((epoch + 1) % every == 0 or epoch + 1 == cfg.epochs):
-                    _write_images(model, dataset.x_test[:IMAGES], cfg.seed, epoch)
+                    _write_images(model, dataset.x_test[:IMAGES], cfg.seed, epoch, cfg.betas)
             if time.time() - last_save >= cfg.checkpoint_every_secs or epoch + 1 == cfg.epochs:
                 manager.save(checkpoint_number=epoch + 1)
                 last_save = time.time()
@@ -193,7 +195,7 @@ class Trainer:
     def _test_result(self, model, dataset, seconds, steps_per_epoch, skipped):
         """Test-set rates from hvae_repr.passes (the evaluation's own pass, same seeds)."""
         cfg = self.config
-        arrays = passes.dataset_pass(model, dataset.x_test, cfg.seed, views=False)
+        arrays = passes.dataset_pass(model, dataset.x_test, cfg.seed, views=False, betas=cfg.betas)
         result = {
             "dataset": cfg.dataset,
             "units": "nats per example unless the key says bits",
@@ -224,6 +226,9 @@ def runs_dataset(config):
 def make_train_step(model, optimizer, batch_size, input_shape):
     """One optimizer step as a tf.function with a fixed input signature (traced once).
 
+    betas [L] weight the rates. A beta-conditional model instead draws every example's own betas
+    (log-uniformly in its beta range, hvae_repr.conditioning), conditions its networks on them and
+    weights each example's rates by them, times `betas` (the warm-up factor, 1 without warm-up).
     Returns objective.summarize's batch means and "finite": whether the loss and every gradient
     were finite (when not, no update was applied)."""
     from hvae_repr.tf_env import tf
@@ -233,9 +238,15 @@ def make_train_step(model, optimizer, batch_size, input_shape):
 
     @tf.function(input_signature=spec)
     def train_step(x, seed, step, betas, temperature):
+        condition, weights = None, betas
+        if model.conditional:
+            condition = conditioning.sample_betas(batch_size, model.num_layers, model.model_config.beta_range,
+                                                  seeds.derive(seed, "train_betas", step))
+            weights = condition * betas  # [B, L]: each example's rates weighted by its own betas
         with tf.GradientTape() as tape:
-            terms = model.terms(x, seeds.derive(seed, "train_step", step), training=True, temperature=temperature)
-            summary = objective.summarize(terms, tf.unstack(betas))
+            terms = model.terms(x, seeds.derive(seed, "train_step", step), training=True, temperature=temperature,
+                                betas=condition)
+            summary = objective.summarize(terms, tf.unstack(weights, axis=-1))
         grads = tape.gradient(summary["loss"], model.trainable_variables)
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads] +
                                [tf.math.is_finite(summary["loss"])])
@@ -277,14 +288,15 @@ def _write_summaries(means):
 IMAGES = 16  # test images reconstructed, and prior samples drawn, for TensorBoard
 
 
-def _write_images(model, x, seed, epoch):
-    """Test images beside their reconstructions, and prior samples, as TensorBoard images (image data only)."""
+def _write_images(model, x, seed, epoch, betas):
+    """Test images beside their reconstructions, and prior samples, as TensorBoard images (image data only;
+    a conditional model at the run's --betas)."""
     from hvae_repr.tf_env import tf
     if len(model.model_config.input_shape) != 3 or model.model_config.input_shape[-1] not in (1, 3):
         return
-    pairs = tf.concat([x, model.reconstruct(x)], axis=2)  # original | reconstruction, side by side
+    pairs = tf.concat([x, model.reconstruct(x, betas)], axis=2)  # original | reconstruction, side by side
     tf.summary.image("images/test_and_reconstruction", tf.clip_by_value(pairs, 0, 1), max_outputs=IMAGES)
-    samples = model.sample(IMAGES, seeds.derive(seed, "summary_images", epoch))
+    samples = model.sample(IMAGES, seeds.derive(seed, "summary_images", epoch), betas)
     tf.summary.image("images/prior_samples", tf.clip_by_value(samples, 0, 1), max_outputs=IMAGES)
 
 

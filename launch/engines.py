@@ -22,6 +22,7 @@ class Job(NamedTuple):
     workdir: str      # absolute
     argv: tuple       # launch.point's flags
     threads: int      # CPU threads of the point's process
+    betas: tuple = ()  # the grid point
 
 
 def command(job):

@@ -44,6 +44,9 @@ class SweepCommand:
     index: int = setting(-1, "Run only the point with this index (0-based; z1's beta varies slowest): one task of "
                              "a batch scheduler's array job. -1 = every point.")
     evaluate: bool = setting(True, "Evaluate each point after training it.")
+    conditional: bool = setting(False, "Train one beta-conditional model (ROOT/model, --conditional_betas, "
+                                       "trained for the betas in --beta_range) and evaluate it at every grid point, "
+                                       "writing the same per-point folders as separate runs.")
     train: TrainConfig = nested(TrainConfig)
     eval: EvalOptions = nested(EvalOptions, prefix="eval_")
 
@@ -68,17 +71,18 @@ def plan(command, beta_texts, cores=None):
     cores = cores or os.cpu_count() or 1
     threads = command.train.threads or max(1, cores // command.workers)
     root = os.path.abspath(command.root)
+    base = conditional_config(command.train) if command.conditional else command.train  # names the folders
     jobs = []
     for index, betas in enumerate(points):
         if command.index >= 0 and index != command.index:
             continue
-        train = dataclasses.replace(command.train, betas=betas, threads=threads, workdir="unnamed")
+        train = dataclasses.replace(base, betas=betas, threads=threads, workdir="unnamed")
         train = dataclasses.replace(train, workdir=os.path.join(root, train.run_name()))
         evaluation = command.eval
         if evaluation.probe_jobs == EvalOptions().probe_jobs:  # not chosen: fit the point's share of the cores
             evaluation = dataclasses.replace(evaluation, probe_jobs=threads)
         argv = cli.to_argv(point.PointCommand(evaluate=command.evaluate, train=train, eval=evaluation))
-        jobs.append(engines.Job(index=index, workdir=train.workdir, argv=tuple(argv), threads=threads))
+        jobs.append(engines.Job(index=index, workdir=train.workdir, argv=tuple(argv), threads=threads, betas=betas))
     return jobs
 
 
@@ -93,6 +97,40 @@ def sweep(command, jobs, log=print):
                     else engines.run_local(pending, command.workers))
         for job, status in zip(pending, statuses):
             outcome[status].append(job)
+    return outcome
+
+
+def conditional_config(train):
+    return dataclasses.replace(train, model=dataclasses.replace(train.model, conditional_betas=True))
+
+
+def model_job(command, cores=None):
+    """The job that trains a conditional sweep's one model, in ROOT/model."""
+    threads = command.train.threads or cores or os.cpu_count() or 1
+    train = dataclasses.replace(conditional_config(command.train), threads=threads,
+                                workdir=os.path.join(os.path.abspath(command.root), "model"))
+    argv = cli.to_argv(point.PointCommand(evaluate=False, train=train))
+    return engines.Job(index=-1, workdir=train.workdir, argv=tuple(argv), threads=threads)
+
+
+def conditional_sweep(command, jobs, log=print):
+    """Trains the one conditional model (a point process like any other, without evaluation), then
+    evaluates it at the grid's points in this process (evaluation.grid); returns {status: [job, ...]}
+    like `sweep`, the model's training counted as done, skipped or failed with the points."""
+    from evaluation import grid as conditional_grid
+    model = model_job(command)
+    log(f"{len(jobs)} points of one beta-conditional model ({model.workdir})")
+    trained = engines.run_local([model], 1)[0]
+    outcome = {"done": [], "skipped": [], "busy": [], "failed": []}
+    if trained != "done" and trained != "skipped":
+        outcome["failed" if trained == "failed" else trained] = [model]
+        return outcome
+    found = conditional_grid.evaluate_grid(model.workdir, [job.betas for job in jobs], command.root, command.eval,
+                                           log)
+    log(f"seconds of the grid's evaluation: " + ", ".join(f"{k} {v:.0f}" for k, v in found["seconds"].items()))
+    for job in jobs:
+        status = next(s for s in ("done", "skipped", "busy") if job.workdir in found[s])
+        outcome[status].append(job)
     return outcome
 
 
@@ -115,12 +153,17 @@ def main(flag_values):
         command = cli.from_flags(SweepCommand, flag_values)
         jobs = plan(command, {l: flag_values[f"betas_{l}"].value for l in range(1, MAX_LAYERS + 1)})
     if command.dry_run:
+        model = model_job(command) if command.conditional else None
+        if model:
+            print(f"{model.workdir}\t{shlex.join(engines.command(model))}")
         for job in jobs:
-            print(f"{job.workdir}\t{shlex.join(engines.command(job))}")
+            what = (f"the model in {model.workdir} evaluated at betas {','.join(f'{b:g}' for b in job.betas)}"
+                    if model else shlex.join(engines.command(job)))
+            print(f"{job.workdir}\t{what}")
         return
     started = time.time()
     with cli.one_line_errors():
-        outcome = sweep(command, jobs)
+        outcome = conditional_sweep(command, jobs) if command.conditional else sweep(command, jobs)
     seconds = time.time() - started
     record = {"argv": sys.argv, "seconds": seconds, "points": {
         status: [{"index": j.index, "workdir": j.workdir} for j in done] for status, done in outcome.items()}}

@@ -69,7 +69,7 @@ def test_transformer_clone_get_params_pickle(run_dir, digits):
     x = digits[2][:10]
     t = HVAEFeatures(run_dir, layers=("z1",), kind="sample", seed=3, batch_size=4)
     params = t.get_params()
-    assert params == {"path": run_dir, "layers": ("z1",), "kind": "sample", "seed": 3, "batch_size": 4}
+    assert params == {"path": run_dir, "layers": ("z1",), "kind": "sample", "seed": 3, "batch_size": 4, "betas": None}
     assert clone(t).get_params() == params
     fitted = t.fit(x)
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(fitted)).transform(x), fitted.transform(x))

@@ -180,3 +180,25 @@ def test_ray_engine_runs_a_two_point_sweep_on_a_local_instance(tmp_path):
              for r in runs}
     assert rates[(0.5, 1.0)] > rates[(2.0, 1.0)]  # the larger beta on z1 keeps less information there
     assert np.isfinite(list(rates.values())).all()
+
+
+def test_conditional_sweep_trains_one_model_and_writes_a_folder_per_point(tmp_path):
+    from evaluation import aggregate
+    root, classifiers = tmp_path / "sweep", f"--eval_classifier_dir={tmp_path / 'classifiers'}"
+    proc = _run_sweep(root, "--betas_1=0.5,2", "--betas_2=1", "--conditional", classifiers)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "done 2, skipped (finished already) 0" in proc.stdout
+    model = RunDir(root / "model")
+    assert model.is_trained and model.read_config().model.conditional_betas and not model.is_evaluated
+    points = {f: RunDir(root / f) for f in os.listdir(root) if f != "model" and os.path.isdir(root / f)}
+    assert len(points) == 2
+    for point in points.values():
+        assert point.read_point()["model_run"] == str(root / "model") and point.is_evaluated
+        result = io_utils.read_json(point.file(point.EVAL_RESULT))
+        assert tuple(result["settings"]["betas"]) == point.read_point()["betas"]
+        assert result["conditional"]["betas_in_range"] is True
+    rows, _ = aggregate.collect(str(root))  # the model is represented by its points
+    assert sorted((r["beta_z1"], r["status"]) for r in rows) == [(0.5, "evaluated"), (2.0, "evaluated")]
+    # The same command again finds every point done.
+    proc = _run_sweep(root, "--betas_1=0.5,2", "--betas_2=1", "--conditional", classifiers)
+    assert proc.returncode == 0 and "done 0, skipped (finished already) 2" in proc.stdout, proc.stdout

@@ -48,13 +48,13 @@ def test_reference_conv_architecture_layer_by_layer():
     x = tf.zeros((2, 28, 28, 1))
     # q(z2 | x): down, down, mid, flatten, two dense heads to k.
     h = x
-    for layer, (kind, f, k, st, pad, shape) in zip(model.bottom_up_z2.layers, [
+    for layer, (kind, f, k, st, pad, shape) in zip(model.bottom_up_z2.steps, [
             ("Conv2D", 16, 4, 2, "same", (14, 14, 16)), ("Conv2D", 16, 4, 2, "same", (7, 7, 16)),
             ("Conv2D", 16, 4, 1, "valid", (4, 4, 16))]):
         h = _layer(layer, h, kind, f, k, st, pad, "relu", shape)
-    h = model.bottom_up_z2.layers[3](h)
-    assert type(model.bottom_up_z2.layers[3]).__name__ == "Flatten" and h.shape[1:] == (256,)
-    assert len(model.bottom_up_z2.layers) == 4
+    h = model.bottom_up_z2.steps[3](h)
+    assert type(model.bottom_up_z2.steps[3]).__name__ == "Flatten" and h.shape[1:] == (256,)
+    assert len(model.bottom_up_z2.steps) == 4
     heads = model.posterior_z2.heads
     _layer(heads.loc_head, h, "Dense", 20, activation="linear", shape=(20,))
     _layer(heads.scale_head, h, "Dense", 20, activation="linear", shape=(20,))  # softplus in GaussianHeads
@@ -62,9 +62,9 @@ def test_reference_conv_architecture_layer_by_layer():
     # q(z1 | z2, x): x branch down, down; z2 branch dense(k -> 16c), reshape 4x4xc, up-mid; concat; mid;
     # two 3x3 stride-1 conv heads.
     d = x
-    for layer, shape in zip(model.bottom_up_z1.layers, [(14, 14, 16), (7, 7, 16)]):
+    for layer, shape in zip(model.bottom_up_z1.steps, [(14, 14, 16), (7, 7, 16)]):
         d = _layer(layer, d, "Conv2D", 16, 4, 2, "same", "relu", shape)
-    assert len(model.bottom_up_z1.layers) == 2
+    assert len(model.bottom_up_z1.steps) == 2
     post = model.posterior_z1
     z = _layer(post.z_dense, tf.zeros((2, 20)), "Dense", 256, activation="relu", shape=(256,))
     z = _layer(post.z_up, tf.reshape(z, (2, 4, 4, 16)), "Conv2DTranspose", 16, 4, 1, "valid", "relu", (7, 7, 16))
@@ -72,12 +72,12 @@ def test_reference_conv_architecture_layer_by_layer():
     _layer(post.heads.loc_head, h, "Conv2D", 16, 3, 1, "same", "linear", (4, 4, 16))
     _layer(post.heads.scale_head, h, "Conv2D", 16, 3, 1, "same", "linear", (4, 4, 16))
     # p(z1 | z2): dense(k -> 8c), two dense heads to 16c.
-    prior = model.prior_z1.layers
+    prior = model.prior_z1.steps
     h = _layer(prior[0], tf.zeros((2, 20)), "Dense", 128, activation="relu", shape=(128,))
     _layer(prior[1].loc_head, h, "Dense", 256, activation="linear", shape=(256,))
     _layer(prior[1].scale_head, h, "Dense", 256, activation="linear", shape=(256,))
     # p(x | z1): up-mid, up, up (logits, no activation).
-    dec = model.decoder.layers
+    dec = model.decoder.steps
     h = dec[0](tf.zeros((2, 256)))
     assert h.shape[1:] == (4, 4, 16)
     h = _layer(dec[1], h, "Conv2DTranspose", 16, 4, 1, "valid", "relu", (7, 7, 16))
@@ -94,30 +94,36 @@ SHAPE_CASES = [
 
 
 # Every network, layer count and inference variant, each likelihood on several of them.
-@pytest.mark.parametrize("case,likelihood,inference", [
-    (case, list(LIKELIHOODS)[i % len(LIKELIHOODS)], inference)
-    for i, case in enumerate(SHAPE_CASES) for inference in ("hvae", "ladder")])
-def test_batch_and_event_shapes(case, likelihood, inference):
+@pytest.mark.parametrize("case,likelihood,inference,conditional", [
+    (case, list(LIKELIHOODS)[i % len(LIKELIHOODS)], inference, conditional)
+    for i, case in enumerate(SHAPE_CASES) for inference in ("hvae", "ladder") for conditional in (False, True)])
+def test_batch_and_event_shapes(case, likelihood, inference, conditional):
     input_shape, architecture, dims = case
     model = make(input_shape, architecture=architecture, latent_dims=dims, likelihood=likelihood,
-                 inference=inference, channels=2, num_mixtures=2)
+                 inference=inference, channels=2, num_mixtures=2, conditional_betas=conditional)
     x = tf.random.stateless_uniform((3,) + input_shape, seed=[1, 2])
-    layers = model.posteriors(x, seed=SEED)
+    betas = tf.constant([[0.5] * len(dims), [1.0] * len(dims), [4.0] * len(dims)])  # per example (ignored if
+    layers = model.posteriors(x, seed=SEED, betas=betas)                          # the model is not conditional)
     assert len(layers) == len(dims)
     for post, d in zip(layers, dims):
         for dist in (post.q, post.p):
             assert dist.batch_shape == (3,) and dist.event_shape == (d,)
         assert post.z.shape == (3, d)
-    px = model.likelihood_distribution(layers[0].z)
+    px = model.likelihood_distribution(layers[0].z, betas)
     assert px.batch_shape == (3,) and px.event_shape == input_shape
-    terms = model.terms(x, SEED)
+    terms = model.terms(x, SEED, betas=betas)
     assert terms["distortion"].shape == (3,)
     assert [r.shape for r in terms["rates"]] == [(3,)] * len(dims)
     assert [k.shape for k in terms["kl_per_dim"]] == [(3, d) for d in dims]
     assert np.all(np.isfinite(terms["distortion"].numpy()))
-    assert model.reconstruct(x).shape == (3,) + input_shape
-    assert model.sample(2, SEED).shape == (2,) + input_shape
-    assert model.log_importance_weights(x, 4, SEED).shape == (4, 3)
+    assert model.reconstruct(x, betas).shape == (3,) + input_shape
+    assert model.sample(2, SEED, betas[0]).shape == (2,) + input_shape
+    assert model.log_importance_weights(x, 4, SEED, betas).shape == (4, 3)
+    if conditional:
+        with pytest.raises(ValueError, match="beta-conditional: pass betas"):
+            model.terms(x, SEED)
+        film = [v for v in model.trainable_variables if "film" in v.path or "beta_embedding" in v.path]
+        assert film, "no FiLM or embedding weights"
 
 
 def test_categorical_top_layer():

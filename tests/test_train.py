@@ -211,8 +211,8 @@ def _poison_marked_batches(monkeypatch, armed):
     from hvae_repr.model import HierarchicalVAE
     original = HierarchicalVAE.terms
 
-    def terms(self, x, seed, training=False, temperature=None):
-        out = original(self, x, seed, training, temperature)
+    def terms(self, x, seed, training=False, temperature=None, betas=None):
+        out = original(self, x, seed, training, temperature, betas)
         if training:
             marked = tf.reduce_any(tf.reduce_all(tf.equal(x, 0.5), axis=[1, 2, 3])) & armed
             out["distortion"] = tf.where(marked, tf.constant(np.nan, tf.float32), out["distortion"])

@@ -1,0 +1,80 @@
+"""Evaluates one beta-conditional model at every point of a beta grid.
+
+Each point gets a folder like a separately trained run's: RUN/point.json (the model's run folder and
+the point's betas) and RUN/eval_result.json from the same stages as `python -m evaluation.evaluate
+--betas=...`, so evaluation.aggregate, load_encoder and the figures treat it as one grid point.
+What does not depend on the betas is computed once for the whole grid (the reference classifier and
+its predictions of the test images, the probes' split, the label prior), and the model's pass over
+the test set serves several points at once (the betas are an input of the model; each point keeps
+the seed it would have on its own, so its numbers do not depend on the grouping).
+"""
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from evaluation import evaluate as ev
+from evaluation import stages
+from hvae_repr import passes
+from hvae_repr.runs import RunBusy, RunDir
+
+POINTS_PER_PASS = 4
+
+
+def point_folder(root, config, betas):
+    """The folder of the point `betas` under `root`, named like a separate run of the same settings."""
+    return os.path.join(root, dataclasses.replace(config, betas=tuple(betas)).run_name())
+
+
+def evaluate_grid(model_run, points, root, options=ev.EvalOptions(), log=print):
+    """Evaluates the conditional model in `model_run` at each of `points` (tuples of betas, z1 first),
+    skipping points already evaluated; returns {"done": [...], "skipped": [...], "busy": [...]} of folders
+    and the seconds of each part in "seconds"."""
+    started = time.perf_counter()
+    run = RunDir(model_run)
+    run.require_trained()
+    config = run.read_config()
+    if not config.model.conditional_betas:
+        raise ValueError(f"{model_run} holds a model trained at fixed betas; a grid of one model needs a "
+                         f"beta-conditional run (--conditional_betas)")
+    options = ev.resolved(options, config)
+    folders = [point_folder(root, config, betas) for betas in points]
+    todo = [(betas, folder) for betas, folder in zip(points, folders) if not RunDir(folder).is_evaluated]
+    outcome = {"done": [], "skipped": [f for f in folders if RunDir(f).is_evaluated], "busy": [],
+               "seconds": {"load": 0.0, "test_pass": 0.0, "stages": 0.0, "write": 0.0}}
+    if not todo:
+        return outcome
+    base = ev.load_input(model_run, options)  # the model, its test set, the first point's settings
+    shared = base.shared
+    outcome["seconds"]["load"] = time.perf_counter() - started
+    for first in range(0, len(todo), POINTS_PER_PASS):
+        group = todo[first:first + POINTS_PER_PASS]
+        clock = time.perf_counter()
+        arrays = passes.dataset_passes(base.model, base.x, options.seed, [b for b, _ in group], options.batch_size)
+        outcome["seconds"]["test_pass"] += time.perf_counter() - clock
+        for (betas, folder), point_arrays in zip(group, arrays):
+            point = RunDir(folder)
+            try:
+                with point.lock():
+                    if point.is_evaluated:
+                        outcome["skipped"].append(folder)
+                        continue
+                    clock = time.perf_counter()
+                    point_options = dataclasses.replace(options, betas=tuple(betas))
+                    inp = dataclasses.replace(base, arrays=point_arrays, options=point_options, betas=tuple(betas),
+                                              shared=shared)
+                    result = ev.evaluate(folder, point_options, verbose=False, inp=inp)
+                    result["model_run"] = os.path.abspath(model_run)
+                    outcome["seconds"]["stages"] += time.perf_counter() - clock
+                    clock = time.perf_counter()
+                    point.write_point(model_run, betas)
+                    ev.write_result(folder, result)
+                    outcome["seconds"]["write"] += time.perf_counter() - clock
+                    outcome["done"].append(folder)
+            except RunBusy:
+                outcome["busy"].append(folder)
+        log(f"evaluated {len(outcome['done'])} of {len(todo)} points "
+            f"({time.perf_counter() - started:.0f} s)")
+    outcome["seconds"]["total"] = time.perf_counter() - started
+    return outcome

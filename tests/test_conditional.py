@@ -1,0 +1,128 @@
+"""Beta-conditional models: per-example beta weighting, FiLM, the rates follow the betas given at
+evaluation, deterministic evaluation, one pass for several points, and the export with betas."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import train_config
+from hvae_repr import conditioning, objective, passes
+from hvae_repr.runs import RunDir
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_each_examples_rates_are_weighted_by_its_own_betas():
+    rng = np.random.default_rng(0)
+    distortion, rates, betas = rng.random(5) * 10, [rng.random(5), rng.random(5)], rng.random((5, 2)) * 3
+    loss = objective.hit_loss(tf.constant(distortion), [tf.constant(r) for r in rates],
+                              tf.unstack(tf.constant(betas), axis=-1))
+    by_hand = np.mean([distortion[b] + betas[b, 0] * rates[0][b] + betas[b, 1] * rates[1][b] for b in range(5)])
+    assert float(loss) == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_betas_are_drawn_log_uniformly_in_the_range():
+    betas = conditioning.sample_betas(20000, 2, (0.1, 10.0), tf.constant([1, 2])).numpy()
+    assert betas.shape == (20000, 2) and betas.min() >= 0.1 and betas.max() <= 10.0
+    logs = np.log10(betas)  # uniform on [-1, 1]: mean 0, variance 1/3, the two layers independent
+    assert np.all(np.abs(logs.mean(0)) < 0.02) and np.all(np.abs(logs.var(0) - 1 / 3) < 0.02)
+    assert abs(np.corrcoef(logs.T)[0, 1]) < 0.03
+    assert np.allclose(conditioning.normalized_log_betas([0.1, 1.0, 10.0], (0.1, 10.0)), [-1, 0, 1], atol=1e-6)
+
+
+def test_film_starts_as_the_identity():
+    film = conditioning.FiLM(3)
+    h = tf.random.stateless_normal((2, 4, 4, 3), seed=[1, 1])
+    np.testing.assert_array_equal(film(h, tf.random.stateless_normal((2, 64), seed=[2, 2])).numpy(), h.numpy())
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+    from hvae_repr.train import train
+    workdir = str(tmp_path_factory.mktemp("conditional") / "run")
+    train(train_config(workdir=workdir, dataset="binary_digits", latent_dims=(8, 4), hidden_units=64, batch_size=64,
+                       epochs=40, conditional_betas=True), verbose=False)
+    return workdir
+
+
+def _rates(model, x, betas, seed=0):
+    return passes.dataset_pass(model, x, seed, views=False, betas=betas).rates.mean(0)
+
+
+def test_raising_one_layers_beta_at_evaluation_lowers_that_layers_rate(conditional_run):
+    model, config = RunDir(conditional_run).load_model()
+    assert config.model.conditional_betas and model.conditional
+    from hvae_repr.trainer import runs_dataset
+    x = runs_dataset(config).x_test
+    z1_low, z1_high = _rates(model, x, (0.2, 1.0)), _rates(model, x, (5.0, 1.0))
+    z2_low, z2_high = _rates(model, x, (1.0, 0.2)), _rates(model, x, (1.0, 5.0))
+    assert z1_high[0] < z1_low[0] and z2_high[1] < z2_low[1], (z1_low, z1_high, z2_low, z2_high)
+
+
+def test_evaluation_at_a_beta_is_deterministic_and_independent_of_the_grouping(conditional_run):
+    model, config = RunDir(conditional_run).load_model()
+    from hvae_repr.trainer import runs_dataset
+    x = runs_dataset(config).x_test[:200]
+    points = [(0.3, 3.0), (3.0, 0.3), (1.0, 1.0)]
+    single = [passes.dataset_pass(model, x, 7, batch_size=64, betas=b) for b in points]
+    grouped = passes.dataset_passes(model, x, 7, points, batch_size=64)
+    again = passes.dataset_pass(model, x, 7, batch_size=64, betas=points[0])
+    for a, b in zip(single, grouped):
+        np.testing.assert_allclose(a.rates, b.rates, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.layers["z2"].sample, b.layers["z2"].sample, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(again.rates, single[0].rates)
+    assert not np.allclose(single[0].rates, single[1].rates)  # the betas reach the model
+
+
+def test_an_ordinary_run_refuses_other_betas(tiny_run):
+    from evaluation import evaluate as ev
+    with pytest.raises(ValueError, match="is not beta-conditional"):
+        ev.resolved(ev.EvalOptions(betas=(3.0, 1.0)), RunDir(tiny_run).read_config())
+
+
+FRESH_PROCESS = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+saved = tf.saved_model.load(sys.argv[1])
+x = tf.constant(np.load(sys.argv[2]))
+out = {}
+for betas in ([0.3, 3.0], [3.0, 0.3]):
+    b = tf.constant(betas, tf.float32)
+    key = ",".join(map(str, betas))
+    out[key] = {"z2_mean": saved.encode(x, b)["z2_mean"].numpy().tolist(),
+                "x_mean": saved.reconstruct(x, b)["x_mean"].numpy().tolist(),
+                "sample": saved.sample(tf.constant(2), tf.constant([0, 1]), b)["x_mean"].numpy().tolist()}
+assert "hvae_repr" not in sys.modules
+print(json.dumps(out))
+"""
+
+
+def test_export_takes_the_betas_and_round_trips_through_a_fresh_process(conditional_run, tmp_path):
+    from hvae_repr import load_encoder
+    run = RunDir(conditional_run)
+    meta = json.load(open(os.path.join(run.file(run.EXPORT), run.EXPORT_META)))
+    assert meta["conditional"] is True and meta["beta_range"] == [0.1, 10.0]
+    model, config = run.load_model()
+    from hvae_repr.trainer import runs_dataset
+    x = runs_dataset(config).x_test[:6]
+    np.save(tmp_path / "x.npy", x)
+    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, run.file(run.EXPORT), str(tmp_path / "x.npy")],
+                          capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key, betas in (("0.3,3.0", (0.3, 3.0)), ("3.0,0.3", (3.0, 0.3))):
+        np.testing.assert_allclose(got[key]["z2_mean"], model.encode(x, betas)["z2"][0].numpy(), atol=1e-5)
+        np.testing.assert_allclose(got[key]["x_mean"], model.reconstruct(x, betas).numpy(), atol=1e-5)
+        np.testing.assert_allclose(got[key]["sample"], model.sample(2, tf.constant([0, 1]), betas).numpy(), atol=1e-5)
+    assert not np.allclose(got["0.3,3.0"]["z2_mean"], got["3.0,0.3"]["z2_mean"])
+    # load_encoder takes the betas too (a grid point's folder names them in point.json).
+    encoder = load_encoder(conditional_run, betas=(0.3, 3.0))
+    np.testing.assert_allclose(encoder.features(x), got["0.3,3.0"]["z2_mean"], atol=1e-5)
+    point = RunDir(str(tmp_path / "point"))
+    point.write_point(conditional_run, (3.0, 0.3))
+    np.testing.assert_allclose(load_encoder(point.path).features(x), got["3.0,0.3"]["z2_mean"], atol=1e-5)
