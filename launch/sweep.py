@@ -120,14 +120,16 @@ def conditional_sweep(command, jobs, log=print):
     from evaluation import grid as conditional_grid
     model = model_job(command)
     log(f"{len(jobs)} points of one beta-conditional model ({model.workdir})")
+    started = time.time()
     trained = engines.run_local([model], 1)[0]
-    outcome = {"done": [], "skipped": [], "busy": [], "failed": []}
+    outcome = {"done": [], "skipped": [], "busy": [], "failed": [], "seconds": {"model": time.time() - started}}
     if trained != "done" and trained != "skipped":
         outcome["failed" if trained == "failed" else trained] = [model]
         return outcome
     found = conditional_grid.evaluate_grid(model.workdir, [job.betas for job in jobs], command.root, command.eval,
                                            log)
-    log(f"seconds of the grid's evaluation: " + ", ".join(f"{k} {v:.0f}" for k, v in found["seconds"].items()))
+    outcome["seconds"].update({f"grid_{k}": v for k, v in found["seconds"].items()})
+    log("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in outcome["seconds"].items()))
     for job in jobs:
         status = next(s for s in ("done", "skipped", "busy") if job.workdir in found[s])
         outcome[status].append(job)
@@ -165,7 +167,8 @@ def main(flag_values):
     with cli.one_line_errors():
         outcome = conditional_sweep(command, jobs) if command.conditional else sweep(command, jobs)
     seconds = time.time() - started
-    record = {"argv": sys.argv, "seconds": seconds, "points": {
+    stage_seconds = outcome.pop("seconds", {})
+    record = {"argv": sys.argv, "seconds": seconds, "stage_seconds": stage_seconds, "points": {
         status: [{"index": j.index, "workdir": j.workdir} for j in done] for status, done in outcome.items()}}
     io_utils.write_json_atomic(os.path.join(command.root, f"sweep_{time.strftime('%Y%m%d-%H%M%S')}.json"), record)
     print(summary(outcome, seconds))
