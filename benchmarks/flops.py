@@ -23,8 +23,9 @@ Cross-checks (tests/test_benchmarks.py, and the `flops` section of benchmarks.ru
 - TensorFlow's profiler on the project's traced step: its MatMul count equals this
   count's dense part exactly, and its Conv2D count equals the forward FLOPs of the
   convolutions and transposed convolutions (the input gradient of a transposed
-  convolution is a Conv2D op of the same size). Its total is not comparable: see
-  `tf_profiler_flops`.
+  convolution is a Conv2D op of the same size), plus `tf_subpixel_conv2d_flops`: the
+  decoder's output layer runs forward as a larger Conv2D in TensorFlow. Its total is not
+  comparable: see `tf_profiler_flops`.
 """
 import dataclasses
 
@@ -104,6 +105,21 @@ def train_step_flops(layers, batch_size):
     """Forward, weight gradients, and input gradients of every layer that does not read x."""
     backward_macs = sum(layer.macs * (1 if layer.reads_data else 2) for layer in layers)
     return forward_flops(layers, batch_size) + 2 * batch_size * backward_macs
+
+
+def tf_subpixel_conv2d_flops(case: Case, batch_size):
+    """FLOPs of the extra Conv2D op that TensorFlow runs for a decoder output layer computed as a
+    sub-pixel convolution (hvae_repr.networks.SubpixelConv2DTranspose: a 3x3 convolution to 4x the
+    output channels at the input resolution, its zero taps included: 36 MACs per input pixel and
+    channel pair where the transposed convolution does 16). 0 where the plain kernel runs."""
+    from hvae_repr import likelihoods, networks
+    if case.architecture != "conv":
+        return 0
+    h, _, channels_in = case.input_shape
+    filters = channels_in * likelihoods.LIKELIHOODS[case.likelihood].params_per_value(case)
+    if filters > networks.SubpixelConv2DTranspose.MAX_FILTERS:
+        return 0
+    return 2 * batch_size * (h // 2) ** 2 * 9 * case.channels * 4 * filters
 
 
 def torch_counted_flops(run):

@@ -217,7 +217,8 @@ def flop_cross_check(case, context):
         "MatMul_vs_analytic_dense_train_step": [profile["by_op"].get("MatMul", 0),
                                                 flops.train_step_flops(dense, batch)],
         "Conv2D_vs_analytic_conv_forward": [profile["by_op"].get("Conv2D", 0),
-                                            flops.forward_flops([l for l in layers if l.kind != "dense"], batch)],
+                                            flops.forward_flops([l for l in layers if l.kind != "dense"], batch)
+                                            + flops.tf_subpixel_conv2d_flops(case, batch)],
     }
     return check
 
@@ -368,7 +369,8 @@ def describe_cross_check(cross):
     return (f"FLOP count cross-check ({cross['case']}): analytic {cross['analytic_train_step_flops']:,} per step"
             + (f", PyTorch's FlopCounterMode on the peer's step {torch:,}" if torch is not None else "")
             + f"; TensorFlow's profiler on the traced step: MatMul {matmul:,} (analytic dense layers {dense:,}), "
-            f"Conv2D {conv:,} (analytic conv forward {conv_forward:,}); see benchmarks/flops.py.")
+            f"Conv2D {conv:,} (analytic conv forward, with the sub-pixel output layer's Conv2D, "
+            f"{conv_forward:,}); see benchmarks/flops.py.")
 
 
 def render_markdown(results):
