@@ -11,10 +11,13 @@ writes benchmarks/results/<machine>.json and docs/benchmarks.md (both atomically
                          in the same process, alternating, after warm-up: min and median.
   flops               2. FLOPs of each step (flops.py), achieved GFLOP/s, and a large float32
                          matmul in each framework, the practical peak.
-  epoch               3. not implemented yet (epoch time with the input pipeline, trace count)
-  evaluation          4. not implemented yet (evaluation of one binarized-MNIST model, per stage)
-  mutual_information  5. not implemented yet (time and peak memory for N = 1,000 .. 20,000)
-  grid                6. not implemented yet (grid points per hour with 1 and 2 workers)
+  epoch               3. one epoch of binarized MNIST (60,000 images) through the trainer's own loop against
+                         the same step on a fixed batch: the input pipeline's overhead; the trace count.
+  evaluation          4. a whole evaluation of a binarized-MNIST conv model (10,000 test images), per stage.
+  mutual_information  5. the mutual-information stage for N = 1,000 .. 20,000 points: seconds, peak memory.
+  grid                6. grid points per hour of a small sweep with 1 and 2 local workers, and from one
+                         beta-conditional model.
+(sections.py holds 3-6; epoch and evaluation need mnist.npz in --data_dir, default ../shared/data.)
 
 A section is a function (context) -> dict; add one to SECTIONS to implement it.
 PyTorch is optional (`pip install .[bench]`): without it the peer is skipped, and the suite says so.
@@ -29,7 +32,7 @@ import time
 
 import numpy as np
 
-from benchmarks import CASES, flops, tf_steps, timing
+from benchmarks import CASES, flops, sections, tf_steps, timing
 
 FRAMEWORKS = ("tensorflow", "torch")
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,6 +58,9 @@ def parse_args(argv):
         parser.add_argument(f"--{name}", type=int, default=None, help=f"default {value} ({QUICK[name]} with --quick)")
     parser.add_argument("--threads", type=int, default=0,
                         help="threads of each framework (intra-op; TF inter-op too); 0 = the number of cores")
+    parser.add_argument("--data_dir", default="", help="folder with mnist.npz (default ../shared/data)")
+    parser.add_argument("--work_dir", default="", help="keeps the sections' runs and reference classifiers between "
+                                                       "calls ('' = a temporary folder)")
     parser.add_argument("--results_dir", default=None, help="where <machine>.json goes (default benchmarks/results)")
     parser.add_argument("--docs", default=None, help="the generated page (default docs/benchmarks.md)")
     args = parser.parse_args(argv)
@@ -232,20 +238,7 @@ def contention(load):
     return flag
 
 
-def not_implemented(number, what):
-    def section(context):
-        return {"status": "not implemented yet", "issue": f"issue 11, part {number}: {what}"}
-    return section
-
-
-SECTIONS = {
-    "step": step_section,
-    "flops": flops_section,
-    "epoch": not_implemented(3, "epoch time on 60,000 MNIST images with the input pipeline; trace count"),
-    "evaluation": not_implemented(4, "evaluation of one binarized-MNIST model on 10,000 test images, per stage"),
-    "mutual_information": not_implemented(5, "mutual information time and peak memory, N = 1,000 to 20,000"),
-    "grid": not_implemented(6, "grid points per hour with 1 and 2 local workers"),
-}
+SECTIONS = {"step": step_section, "flops": flops_section, **sections.SECTIONS}
 
 
 # ------------------------------------------------------------------------- output
@@ -287,6 +280,7 @@ def report_tables(results):
                        f"peak = float32 {n}x{n} matmul, best of its runs: {peaks} GFLOP/s "
                        f"(others' CPU {_cores(fl['matmul_peak_load']['other_processes_cpu_cores'])} cores)",
                        ["case", "GFLOP per step", "TF GFLOP/s", "torch GFLOP/s"], rows))
+    tables += sections.report_tables(results["sections"])
     return tables
 
 

@@ -128,7 +128,7 @@ class Trainer:
         metrics_file = run.file(run.METRICS)
         _truncate_metrics(metrics_file, start_epoch)
 
-        step_fn = make_train_step(model, optimizer, cfg.batch_size, dataset.input_shape)
+        self.train_step = step_fn = make_train_step(model, optimizer, cfg.batch_size, dataset.input_shape)
         writer = tf.summary.create_file_writer(run.file(run.SUMMARIES))
         num_train = len(dataset.x_train)
         steps_per_epoch = num_train // cfg.batch_size
