@@ -32,6 +32,8 @@ class EvalOptions:
                                                           "on it, like the seed).")
     max_test: int = setting(0, "Evaluate only the first N test examples (0 = all).")
     iw_samples: int = setting(0, "Samples per example of the importance-weighted log-likelihood bound (0 = off).")
+    layers: str = setting("all", "Layers that get probes and mutual information: all (and all side by side), or "
+                                 "only the top layer (what T2 needs; cheaper, for grids).", ("all", "top"))
     probe_samples: bool = setting(False, "Also probe samples z ~ q(z|x) of every layer (the top layer's samples "
                                          "are always probed, for T2).")
     probe_protocol: str = setting(probes.DEFAULT_PROTOCOL, "How the probes see the features. " + "; ".join(
@@ -204,6 +206,9 @@ def format_summary(result):
     protocol = result["settings"]["probe_protocol"]
     for name in result["latent_names"]:
         r = rates["rate_nats"][name]
+        if name not in result["mutual_information"]:  # --layers=top
+            lines.append(f"  {name}: rate {r['mean']:.3f} +- {r['stderr']:.3f} nats")
+            continue
         mi = result["mutual_information"][name]["label"]
         acc = result["probes"]["on_means"][name]["logistic_regression"]["accuracy"] \
             if "logistic_regression" in result["probes"]["on_means"][name] else float("nan")

@@ -96,8 +96,12 @@ def importance_weighted(inp):
             "settings": {"num_samples": k, "seed": inp.seed}}
 
 
+def _measured_layers(inp):
+    return list(inp.latent_names) if inp.options.layers == "all" else [inp.latent_names[-1]]
+
+
 def probe_results(inp):
-    names, top, o = inp.latent_names, inp.latent_names[-1], inp.options
+    names, top, o = _measured_layers(inp), inp.latent_names[-1], inp.options
     reps = {}
     for kind, source in (("on_means", "mean"), ("on_samples", "sample")):
         layers = names if kind == "on_means" or o.probe_samples else [top]
@@ -120,7 +124,7 @@ def mutual_informations(inp):
     """Per layer: I_q(y; z_l) as an interval (Barber-Agakov lower bound, mixture estimate, saturation)
     and the mixture estimate of I_q(x; z_l) with its ceiling ln N."""
     result = {}
-    for name in inp.latent_names:
+    for name in _measured_layers(inp):
         layer, top = inp.arrays.layers[name], name == inp.latent_names[-1]
         if layer.family == "categorical":
             mixture = mutual_information.categorical_mutual_information(layer.q_loc, inp.labels)

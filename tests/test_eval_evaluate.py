@@ -197,3 +197,12 @@ def test_eval_result_of_other_settings_is_not_overwritten(tiny_run, tmp_path):
     ev.write_result(run, {"settings": full}, overwrite=True)
     with open(RunDir(run).file(RunDir.EVAL_RESULT)) as f:
         assert json.load(f)["settings"]["max_test"] == 0
+
+
+def test_top_layer_only_evaluation_measures_the_top_layer(tiny_run, tmp_path):
+    options = ev.EvalOptions(layers="top", probe_names=("logistic_regression",), **fast_options(tmp_path))
+    result = ev.evaluate(tiny_run, options, verbose=False)
+    assert list(result["mutual_information"]) == ["z2"] and list(result["probes"]["on_means"]) == ["z2"]
+    assert list(result["probes"]["on_samples"]) == ["z2"] and result["bound_t2"]["violated"] is False
+    assert set(result["rates"]["rate_nats"]) == {"z1", "z2"}  # rates of every layer all the same
+    assert "z1: rate" in ev.format_summary(result)
