@@ -207,6 +207,7 @@ class Trainer:
             "betas": by_layer(list(cfg.betas)),
             "latent_dims": by_layer(list(model.model_config.latent_dims)),
             "test": passes.rate_summary(arrays, cfg.seed),
+            "run_config": cfg.to_json(),  # every setting, resolved defaults included (as in config.json)
             "train_seconds": seconds,
             "versions": library_versions(),
         }
