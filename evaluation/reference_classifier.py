@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from hvae_repr import io_utils
+from hvae_repr import batching, io_utils
 from hvae_repr.tf_env import tf
 
 import keras
@@ -77,12 +77,8 @@ class ReferenceClassifier:
         expected = tuple(self.info["input_shape"])
         if x.shape[1:] != expected:
             raise ValueError(f"classifier expects inputs of shape [N, {expected}]; got {x.shape}")
-        probs, feats = [], []
-        for start in range(0, len(x), batch_size):
-            p, f = self._both(x[start:start + batch_size])
-            probs.append(np.asarray(p, dtype=np.float64))
-            feats.append(np.asarray(f, dtype=np.float64))
-        return np.concatenate(probs), np.concatenate(feats)
+        probs, feats = batching.map_batches(lambda b, rows: self._both(x[rows]), len(x), batch_size)
+        return probs.astype(np.float64), feats.astype(np.float64)
 
     def accuracy(self, x, labels):
         probs, _ = self.predict(x)

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from evaluation import bounds, image_quality, mutual_information, probes, reference_classifier
-from hvae_repr import likelihoods, passes, seeds
+from hvae_repr import batching, likelihoods, passes, seeds
 from hvae_repr.passes import mean_stderr
 
 LOWER_LAYER_MI_NOTE = (
@@ -71,11 +71,6 @@ class EvalInput:
         return self._shared("test_predictions", lambda: self.classifier.predict(self.x))
 
 
-def batches(n, batch_size):
-    """(index, slice) of consecutive batches covering range(n)."""
-    return [(b, slice(start, min(start + batch_size, n))) for b, start in enumerate(range(0, n, batch_size))]
-
-
 def rates(inp):
     return passes.rate_summary(inp.arrays, inp.seed, inp.options.batch_size)
 
@@ -87,10 +82,10 @@ def importance_weighted(inp):
     from hvae_repr.tf_env import tf
     log_weights = tf.function(lambda xb, seed: inp.model.log_importance_weights(xb, k, seed, betas=inp.betas),
                               reduce_retracing=True)
-    per_example = np.concatenate([
-        logsumexp(log_weights(inp.x[rows], seeds.derive(inp.seed, "importance_weights", b)).numpy()
-                  .astype(np.float64), axis=0) - np.log(k)
-        for b, rows in batches(len(inp.x), max(1, 4000 // k))])  # k * batch rows per model call
+    per_example = batching.map_batches(  # k * batch rows per model call
+        lambda b, rows: logsumexp(log_weights(inp.x[rows], seeds.derive(inp.seed, "importance_weights", b)).numpy()
+                                  .astype(np.float64), axis=0) - np.log(k),
+        len(inp.x), max(1, 4000 // k))
     return {"status": "computed", "log_likelihood_lower_bound_nats": mean_stderr(per_example),
             "neg_log_likelihood_upper_bound_nats": mean_stderr(-per_example),
             "settings": {"num_samples": k, "seed": inp.seed}}
@@ -206,8 +201,8 @@ def reconstruction(inp):
 def prior_samples(model, n, batch_size, seed, betas=None):
     from hvae_repr.tf_env import tf
     sample = tf.function(lambda count, seed: model.sample(count, seed, betas=betas))
-    return np.concatenate([sample(rows.stop - rows.start, seeds.derive(seed, "prior_samples", b)).numpy()
-                           for b, rows in batches(n, batch_size)])
+    return batching.map_batches(lambda b, rows: sample(rows.stop - rows.start, seeds.derive(seed, "prior_samples", b)),
+                                n, batch_size)
 
 
 def generation(inp):

@@ -137,11 +137,3 @@ def run(define, main):
     absl's app.run, but a flag that cannot be parsed is reported in one line (exit 2)."""
     define(flags.FLAGS)
     app.run(lambda argv: main(flags.FLAGS), flags_parser=lambda argv: _parse_flags(flags.FLAGS, argv))
-
-
-def run_in_process(define, main, argv):
-    """The same program on its own fresh flags, in this process (for tests and notebooks)."""
-    flag_values = flags.FlagValues()
-    define(flag_values)
-    _parse_flags(flag_values, list(argv))
-    return main(flag_values)

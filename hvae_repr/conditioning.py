@@ -31,31 +31,44 @@ def sample_betas(batch, num_layers, beta_range, seed):
     return tf.exp(tf.random.stateless_uniform((batch, num_layers), seed, minval=low, maxval=high))
 
 
-class BetaEmbedding(layers.Layer):
-    """Normalized log betas [B, L] -> an embedding [B, EMBEDDING_UNITS] shared by every FiLM layer."""
+class Sites:
+    """The FiLM sites of one model: each hidden layer registers its channel count and gets an index."""
 
-    def __init__(self, beta_range, **kwargs):
+    def __init__(self):
+        self.channels = []
+
+    def add(self, channels):
+        self.channels.append(int(channels))
+        return len(self.channels) - 1
+
+
+class BetaEmbedding(layers.Layer):
+    """Normalized log betas [B, L] -> the FiLM parameters of every site: a list, one [B, 2 C] per site.
+
+    One dense layer makes every site's parameters and one split hands them out, so the embedding has a
+    single consumer: the gradients of its many sites then meet in a concatenation, whose result does not
+    depend on the order of additions (summing 3 or more contributions in a traced-dependent order would
+    make training differ in the last bits between runs)."""
+
+    def __init__(self, beta_range, sites, **kwargs):
         super().__init__(**kwargs)
         self.beta_range = tuple(beta_range)
-        self.hidden = layers.Dense(EMBEDDING_UNITS, activation="relu")
-        self.out = layers.Dense(EMBEDDING_UNITS, activation="relu")
+        self.sizes = [2 * c for c in sites.channels]
+        self.hidden = layers.Dense(EMBEDDING_UNITS, activation="relu", name="hidden")
+        self.out = layers.Dense(EMBEDDING_UNITS, activation="relu", name="out")
+        # Zeros: a new conditional model computes what the unconditional one does.
+        self.film = layers.Dense(sum(self.sizes), kernel_initializer="zeros", bias_initializer="zeros", name="film")
 
     def call(self, betas):
-        return self.out(self.hidden(normalized_log_betas(betas, self.beta_range)))
+        embedding = self.out(self.hidden(normalized_log_betas(betas, self.beta_range)))
+        return tf.split(self.film(embedding), self.sizes, axis=-1)
 
 
-class FiLM(layers.Layer):
-    """h -> h * (1 + gamma(e)) + delta(e), one (gamma, delta) per channel (the last axis of h)."""
-
-    def __init__(self, channels, **kwargs):
-        super().__init__(**kwargs)
-        self.channels = channels
-        self.affine = layers.Dense(2 * channels, kernel_initializer="zeros", bias_initializer="zeros")
-
-    def call(self, h, embedding):
-        gamma, delta = tf.split(self.affine(embedding), 2, axis=-1)
-        shape = tf.concat([tf.shape(gamma)[:1], tf.ones(len(h.shape) - 2, tf.int32), [self.channels]], 0)
-        return h * (1.0 + tf.reshape(gamma, shape)) + tf.reshape(delta, shape)
+def film(h, params):
+    """h -> h * (1 + gamma) + delta, with params = [gamma, delta] per channel (the last axis of h)."""
+    gamma, delta = tf.split(params, 2, axis=-1)
+    shape = tf.concat([tf.shape(gamma)[:1], tf.ones(len(h.shape) - 2, tf.int32), tf.shape(gamma)[1:]], 0)
+    return h * (1.0 + tf.reshape(gamma, shape)) + tf.reshape(delta, shape)
 
 
 def channels_of(layer):
@@ -64,26 +77,26 @@ def channels_of(layer):
 
 
 class Modulated(layers.Layer):
-    """A hidden layer followed by FiLM with the betas' embedding: call(x, embedding)."""
+    """A hidden layer followed by FiLM with its site's parameters: call(x, film_params)."""
 
-    def __init__(self, layer, **kwargs):
+    def __init__(self, layer, sites, **kwargs):
         super().__init__(**kwargs)
         self.layer = layer
-        self.film = FiLM(channels_of(layer))
+        self.site = sites.add(channels_of(layer))
 
-    def call(self, x, embedding):
-        return self.film(self.layer(x), embedding)
+    def call(self, x, film_params):
+        return film(self.layer(x), film_params[self.site])
 
 
-def modulated(layer, conditional):
-    """`layer` wrapped in Modulated when the model is conditional and the layer is hidden (ReLU), else
-    `layer` itself (call either with `apply`)."""
+def modulated(layer, sites):
+    """`layer` wrapped in Modulated when the model is conditional (`sites` is its Sites) and the layer is
+    hidden (ReLU), else `layer` itself (call either with `apply`)."""
     hidden = getattr(layer, "activation", None) is keras.activations.relu
-    if conditional and hidden:
-        return Modulated(layer, name=f"{layer.name}_film")
+    if sites is not None and hidden:
+        return Modulated(layer, sites, name=f"film_{len(sites.channels)}")
     return layer
 
 
-def apply(layer, x, embedding):
-    """layer(x), with the betas' embedding for a Modulated layer."""
-    return layer(x, embedding) if isinstance(layer, Modulated) else layer(x)
+def apply(layer, x, film_params):
+    """layer(x), with the FiLM parameters for a Modulated layer."""
+    return layer(x, film_params) if isinstance(layer, Modulated) else layer(x)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from hvae_repr import io_utils
+from hvae_repr import batching, io_utils
 from hvae_repr.runs import RunDir
 from hvae_repr.tf_env import tf
 
@@ -132,13 +132,8 @@ class Encoder:
 
     # ------------------------------------------------------------- views
     def _batched(self, fn, x, batch_size):
-        """Calls fn(batch, index) -> dict of tensors on slices of x; concatenates every key."""
-        batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
-        parts = [fn(x[start:start + batch_size], i)
-                 for i, start in enumerate(range(0, max(len(x), 1), batch_size))]
-        return {k: np.concatenate([p[k].numpy() for p in parts]) for k in parts[0]}
+        """fn(batch, index) -> dict of tensors on batches of x, every key joined."""
+        return batching.map_batches(lambda i, rows: fn(x[rows], i), len(x), int(batch_size or DEFAULT_BATCH_SIZE))
 
     def encode(self, x, batch_size=DEFAULT_BATCH_SIZE):
         """{layer: Posterior(mean, std)} with numpy arrays [n, d_l], every layer z1 ... zL."""

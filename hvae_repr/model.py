@@ -61,10 +61,11 @@ class HierarchicalVAE(keras.Model):
         self.likelihood = likelihoods.make_likelihood(model_config)
         self.conditional = model_config.conditional_betas
         if self.conditional:
-            self.beta_embedding = conditioning.BetaEmbedding(model_config.beta_range, name="beta_embedding")
+            self.beta_embedding = conditioning.BetaEmbedding(model_config.beta_range, nets.film_sites,
+                                                             name="beta_embedding")
 
     def _embedding(self, betas, batch):
-        """The betas' embedding that every FiLM layer reads (None for an ordinary model)."""
+        """The FiLM parameters of every site, from the betas (None for an ordinary model)."""
         if not self.conditional:
             return None
         if betas is None:

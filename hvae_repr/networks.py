@@ -23,7 +23,7 @@ import keras
 from keras import layers
 
 from hvae_repr import likelihoods
-from hvae_repr.conditioning import apply, modulated
+from hvae_repr.conditioning import Sites, apply, modulated
 
 
 class Choice(NamedTuple):
@@ -69,64 +69,64 @@ def dense_heads(dim, name, categorical=False):
 
 
 class Stack(layers.Layer):
-    """Layers applied in order (keras.Sequential's job). In a beta-conditional model each hidden (ReLU)
-    layer comes wrapped in conditioning.Modulated, which FiLMs its output with the betas' embedding.
+    """Layers applied in order (keras.Sequential's job). In a beta-conditional model (sites: its FiLM
+    sites) each hidden (ReLU) layer comes wrapped in conditioning.Modulated, which FiLMs its output.
     (Each step is an attribute of its own: tf.train.Checkpoint does not see layers inside lists.)"""
 
-    def __init__(self, steps, conditional=False, **kwargs):
+    def __init__(self, steps, sites=None, **kwargs):
         super().__init__(**kwargs)
         self.num_steps = len(steps)
         for i, step in enumerate(steps):
-            setattr(self, f"step_{i}", modulated(step, conditional))
+            setattr(self, f"step_{i}", modulated(step, sites))
 
     @property
     def steps(self):
         return [getattr(self, f"step_{i}") for i in range(self.num_steps)]
 
-    def call(self, x, embedding=None):
+    def call(self, x, film_params=None):
         for step in self.steps:
-            x = apply(step, x, embedding)
+            x = apply(step, x, film_params)
         return x
 
 
 class VectorPosterior(layers.Layer):
     """q(z_l | z_{l+1}, x) for a vector layer: features d_l(x) [+ features of z_{l+1}] -> heads."""
 
-    def __init__(self, dim, hidden, conditioned, categorical=False, conditional=False, **kwargs):
+    def __init__(self, dim, hidden, conditioned, categorical=False, sites=None, **kwargs):
         super().__init__(**kwargs)
         self.conditioned = conditioned
         if conditioned:
-            self.z_features = modulated(layers.Dense(hidden, activation="relu"), conditional)
-            self.merge = modulated(layers.Dense(hidden, activation="relu"), conditional)
+            self.z_features = modulated(layers.Dense(hidden, activation="relu"), sites)
+            self.merge = modulated(layers.Dense(hidden, activation="relu"), sites)
         self.heads = dense_heads(dim, "heads", categorical)
 
-    def call(self, d, z_above=None, embedding=None):
+    def call(self, d, z_above=None, film_params=None):
         if self.conditioned:
-            d = apply(self.merge, tf.concat([d, apply(self.z_features, z_above, embedding)], axis=-1), embedding)
+            d = apply(self.merge, tf.concat([d, apply(self.z_features, z_above, film_params)], axis=-1), film_params)
         return self.heads(d)
 
 
 class ConvPosteriorZ1(layers.Layer):
     """The reference q(z1 | z2, x): x branch and z2 branch merged by a 'mid' conv, 3x3 conv heads."""
 
-    def __init__(self, channels, z1_channels, image_size, conditioned, conditional=False, **kwargs):
+    def __init__(self, channels, z1_channels, image_size, conditioned, sites=None, **kwargs):
         super().__init__(**kwargs)
         c = channels
         self.conditioned = conditioned
         self.z_channels = c
         if conditioned:
-            self.z_dense = modulated(layers.Dense(c * 16, activation="relu"), conditional)
-            self.z_up = modulated(deconv_mid(c, image_size, activation="relu"), conditional)
-        self.mid = modulated(conv_mid(c, image_size, activation="relu"), conditional)
+            self.z_dense = modulated(layers.Dense(c * 16, activation="relu"), sites)
+            self.z_up = modulated(deconv_mid(c, image_size, activation="relu"), sites)
+        self.mid = modulated(conv_mid(c, image_size, activation="relu"), sites)
         self.heads = GaussianHeads(layers.Conv2D(z1_channels, 3, padding="same"),
                                    layers.Conv2D(z1_channels, 3, padding="same"), name="heads")
 
-    def call(self, d, z_above=None, embedding=None):
+    def call(self, d, z_above=None, film_params=None):
         if self.conditioned:
-            z = apply(self.z_dense, z_above, embedding)
-            z = apply(self.z_up, keras.ops.reshape(z, (-1, 4, 4, self.z_channels)), embedding)
+            z = apply(self.z_dense, z_above, film_params)
+            z = apply(self.z_up, keras.ops.reshape(z, (-1, 4, 4, self.z_channels)), film_params)
             d = tf.concat([d, z], axis=-1)
-        return self.heads(apply(self.mid, d, embedding))
+        return self.heads(apply(self.mid, d, film_params))
 
 
 class SubpixelConv2DTranspose(layers.Conv2DTranspose):
@@ -211,9 +211,9 @@ def deconv_mid(c, image_size, **kw):
     return layers.Conv2DTranspose(c, 4, strides=2, padding="same", **kw)       # 4 -> 8
 
 
-def prior_net(dim, hidden, name, conditional=False):
+def prior_net(dim, hidden, name, sites=None):
     """p(z_l | z_{l+1}): one hidden dense layer, then Gaussian heads."""
-    return Stack([layers.Dense(hidden, activation="relu"), dense_heads(dim, "heads")], conditional, name=name)
+    return Stack([layers.Dense(hidden, activation="relu"), dense_heads(dim, "heads")], sites, name=name)
 
 
 @dataclasses.dataclass
@@ -223,21 +223,25 @@ class Networks:
     posterior: list
     prior: list          # per layer l < L-1, else None
     decoder: Stack
+    film_sites: Sites = None  # a beta-conditional model's FiLM sites
 
 
 def build_networks(config):
-    """Builds every network for a `ModelConfig`."""
-    return ARCHITECTURES[config.architecture].build(config)
+    """Builds every network for a `ModelConfig` (FiLM sites for a beta-conditional one)."""
+    sites = Sites() if config.conditional_betas else None
+    networks = ARCHITECTURES[config.architecture].build(config, sites)
+    networks.film_sites = sites
+    return networks
 
 
 def _outputs_per_value(config):
     return likelihoods.LIKELIHOODS[config.likelihood].params_per_value(config)
 
 
-def _vector_layers(config, networks, first):
+def _vector_layers(config, networks, first, sites):
     """Bottom-up features, posteriors and priors of vector layers `first`..L-1 (shared by both architectures)."""
     dims, hidden, top = config.latent_dims, config.hidden_units, len(config.latent_dims) - 1
-    film = config.conditional_betas
+    film = sites
     for l in range(first, top + 1):
         if l > first:  # layer `first` reads features that the caller already set up
             networks.bottom_up.append(Stack([layers.Dense(hidden, activation="relu")], film,
@@ -250,11 +254,11 @@ def _vector_layers(config, networks, first):
         networks.prior.append(prior_net(dims[l], hidden, f"prior_z{l + 1}", film) if l < top else None)
 
 
-def _mlp_networks(config):
+def _mlp_networks(config, sites):
     hidden = config.hidden_units
     per_value = _outputs_per_value(config)
     out_size = math.prod(config.input_shape) * per_value
-    film = config.conditional_betas
+    film = sites
     networks = Networks(
         bottom_up=[Stack([layers.Flatten(), layers.Dense(hidden, activation="relu"),
                           layers.Dense(hidden, activation="relu")], film, name="bottom_up_z1")],
@@ -262,25 +266,25 @@ def _mlp_networks(config):
         decoder=Stack([layers.Dense(hidden, activation="relu"), layers.Dense(hidden, activation="relu"),
                        layers.Dense(out_size), layers.Reshape(tuple(config.input_shape) + (per_value,))],
                       film, name="decoder"))
-    _vector_layers(config, networks, first=0)
+    _vector_layers(config, networks, 0, sites)
     return networks
 
 
-def _conv_networks(config):
+def _conv_networks(config, sites):
     h, w, channels_in = _check_conv_input(config)
     c, z1_dim = config.channels, config.latent_dims[0]
     if z1_dim % 16:
         raise ValueError(f"conv z1 is a 4x4xC map, so its size must be a multiple of 16 (got {z1_dim}); "
                          f"e.g. --latent_dims={16 * c},20")
     z1_channels = z1_dim // 16
-    ladder, film = config.inference == "ladder", config.conditional_betas
+    ladder, film = config.inference == "ladder", sites
     # z1's x branch: down, down (7x7 or 8x8 features), then z1's own 'mid' conv and heads.
     x_branch = [conv_down(c, activation="relu"), conv_down(c, activation="relu")]
     networks = Networks(
         bottom_up=[Stack(x_branch, film, name="bottom_up_z1")],
         bottom_up_input=[-1],
         posterior=[ConvPosteriorZ1(c, z1_channels, h, conditioned=not ladder and len(config.latent_dims) > 1,
-                                   conditional=film, name="posterior_z1")],
+                                   sites=film, name="posterior_z1")],
         prior=[prior_net(z1_dim, c * 8, "prior_z1", film)] if len(config.latent_dims) > 1 else [None],
         decoder=Stack([
             layers.Reshape((4, 4, z1_channels)),
@@ -298,7 +302,7 @@ def _conv_networks(config):
                 [conv_down(c, activation="relu"), conv_down(c, activation="relu"),
                  conv_mid(c, h, activation="relu"), layers.Flatten()], film, name="bottom_up_z2"))
             networks.bottom_up_input.append(-1)
-        _vector_layers(config, networks, first=1)
+        _vector_layers(config, networks, 1, sites)
     return networks
 
 
@@ -314,7 +318,7 @@ def _check_conv_input(config):
 
 
 class Architecture(NamedTuple):
-    build: Callable                # ModelConfig -> Networks
+    build: Callable                # (ModelConfig, FiLM Sites or None) -> Networks
     default_latent_dims: Callable  # ModelConfig -> sizes, z1 first
     description: str
 

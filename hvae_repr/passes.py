@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 
-from hvae_repr import objective, seeds, units
+from hvae_repr import batching, objective, seeds, units
 from hvae_repr.tf_env import tf
 
 import tensorflow_probability as tfp
@@ -78,13 +78,10 @@ def dataset_passes(model, x, seed, betas_points, batch_size=DEFAULT_BATCH_SIZE, 
     """dataset_pass at several beta points of a conditional model in one pass over x (a list of PassArrays)."""
     outputs = _batch_function(model, views)
     points = tf.constant([b if b is not None else (1.0,) * model.num_layers for b in betas_points], tf.float32)
-    parts = []
-    for b, start in enumerate(range(0, len(x), batch_size)):
-        batch = tf.convert_to_tensor(x[start:start + batch_size], tf.float32)
-        parts.append(tf.nest.map_structure(lambda t: t.numpy(),
-                                           outputs(batch, seeds.derive(seed, "test_pass", b), points)))
-    return [_arrays(model, tf.nest.map_structure(lambda *a: np.concatenate(a), *[p[k] for p in parts]))
-            for k in range(len(betas_points))]
+    joined = batching.map_batches(lambda b, rows: outputs(tf.convert_to_tensor(x[rows], tf.float32),
+                                                          seeds.derive(seed, "test_pass", b), points),
+                                  len(x), batch_size)
+    return [_arrays(model, point) for point in joined]
 
 
 def _arrays(model, joined):

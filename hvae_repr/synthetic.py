@@ -87,13 +87,3 @@ def make_synthetic(image_shape=(8, 8, 1), num_classes=10, num_styles=3,
     probs = np.where(patterns, 1.0 - pixel_noise, pixel_noise)
     weights = np.full((num_classes, num_styles), 1.0 / (num_classes * num_styles))
     return SyntheticSource(weights=weights, probs=probs, image_shape=tuple(image_shape))
-
-
-def entropy_estimate(log_prob, x: np.ndarray) -> tuple[float, float]:
-    """Monte Carlo estimate of H[p] = -E_p[log p(x)] in nats from samples x ~ p.
-
-    Returns (estimate, standard error). With a synthetic Dataset use
-    `entropy_estimate(ds.log_prob, ds.x_test)`.
-    """
-    neg_log_p = -np.asarray(log_prob(x), np.float64)
-    return float(neg_log_p.mean()), float(neg_log_p.std(ddof=1) / np.sqrt(len(neg_log_p)))

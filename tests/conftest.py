@@ -25,3 +25,21 @@ def tiny_run(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("runs") / "tiny")
     train(train_config(workdir=workdir, **TINY_RUN_SETTINGS), verbose=False)
     return workdir
+
+
+def entropy_estimate(log_prob, x):
+    """Monte Carlo estimate of H[p] = -E_p[log p(x)] in nats from samples x ~ p: (estimate, standard error)."""
+    import numpy as np
+    neg_log_p = -np.asarray(log_prob(x), np.float64)
+    return float(neg_log_p.mean()), float(neg_log_p.std(ddof=1) / np.sqrt(len(neg_log_p)))
+
+
+def run_in_process(define, main, argv):
+    """A command-line program (hvae_repr.cli.run's define and main) on fresh flags, in this process."""
+    from absl import flags
+
+    from hvae_repr import cli
+    flag_values = flags.FlagValues()
+    define(flag_values)
+    cli._parse_flags(flag_values, list(argv))
+    return main(flag_values)

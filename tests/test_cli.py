@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from conftest import run_in_process
+
 from evaluation import evaluate
 from hvae_repr import cli, export, train
 from hvae_repr.runs import RunDir
@@ -93,7 +95,7 @@ def test_bad_input_is_one_line_exit_2_and_no_traceback(program, argv, parts, tin
     define, main = PROGRAMS[program]
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:  # any other exception (a traceback) fails the test
-        cli.run_in_process(define, main, [program] + [a.format(**places) for a in argv])
+        run_in_process(define, main, [program] + [a.format(**places) for a in argv])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and err.startswith("error: ") and "\n" not in err, err
     for part in parts:
@@ -120,7 +122,7 @@ def test_a_run_in_use_by_another_process_is_refused_and_a_dead_holder_releases_i
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(SystemExit):
-            cli.run_in_process(export.define, export.main, ["export", f"--workdir={tiny_run}"])
+            run_in_process(export.define, export.main, ["export", f"--workdir={tiny_run}"])
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "in use by another process" in err and "\n" not in err
     finally:

@@ -34,10 +34,40 @@ def test_betas_are_drawn_log_uniformly_in_the_range():
     assert np.allclose(conditioning.normalized_log_betas([0.1, 1.0, 10.0], (0.1, 10.0)), [-1, 0, 1], atol=1e-6)
 
 
-def test_film_starts_as_the_identity():
-    film = conditioning.FiLM(3)
+def test_film_scales_and_shifts_each_channel_and_starts_as_the_identity():
     h = tf.random.stateless_normal((2, 4, 4, 3), seed=[1, 1])
-    np.testing.assert_array_equal(film(h, tf.random.stateless_normal((2, 64), seed=[2, 2])).numpy(), h.numpy())
+    gamma, delta = np.array([[0.5, -1.0, 0.0], [2.0, 0.0, 1.0]]), np.array([[1.0, 0.0, -2.0], [0.0, 3.0, 0.0]])
+    params = tf.constant(np.concatenate([gamma, delta], 1), tf.float32)
+    expected = h.numpy() * (1 + gamma[:, None, None, :]) + delta[:, None, None, :]
+    np.testing.assert_allclose(conditioning.film(h, params).numpy(), expected, rtol=1e-6)
+    sites = conditioning.Sites()
+    sites.add(3), sites.add(5)
+    embedding = conditioning.BetaEmbedding((0.1, 10.0), sites)
+    first, second = embedding(tf.constant([[0.3, 3.0], [1.0, 1.0]]))
+    assert first.shape == (2, 6) and second.shape == (2, 10)
+    np.testing.assert_array_equal(conditioning.film(h, first).numpy(), h.numpy())  # zeros at the start
+
+
+def test_training_a_conditional_model_twice_gives_the_same_weights():
+    # The FiLM sites' gradients meet in one concatenation, so no summation order can differ between runs.
+    import keras
+    from hvae_repr import trainer
+    from hvae_repr.model import HierarchicalVAE
+    config = train_config(dataset="binary_digits", latent_dims=(6, 3), hidden_units=32, conditional_betas=True,
+                          workdir="unused").with_input_shape((8, 8, 1))
+    x = np.random.default_rng(0).random((64, 8, 8, 1), dtype=np.float32).round()
+    weights = []
+    for _ in range(2):
+        keras.utils.set_random_seed(0)
+        model = HierarchicalVAE(config.model).build_all()
+        optimizer = keras.optimizers.Adam(1e-3)
+        optimizer.build(model.trainable_variables)
+        step = trainer.make_train_step(model, optimizer, 64, (8, 8, 1))
+        for i in range(3):
+            step(x, tf.constant(0), tf.constant(i), np.ones(2, np.float32), tf.constant(1.0))
+        weights.append([v.numpy() for v in model.trainable_variables])
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +156,22 @@ def test_export_takes_the_betas_and_round_trips_through_a_fresh_process(conditio
     point = RunDir(str(tmp_path / "point"))
     point.write_point(conditional_run, (3.0, 0.3))
     np.testing.assert_allclose(load_encoder(point.path).features(x), got["3.0,0.3"]["z2_mean"], atol=1e-5)
+
+
+def test_an_interrupted_conditional_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    from hvae_repr import io_utils
+    from hvae_repr.train import train
+    settings = dict(dataset="binary_digits", latent_dims=(6, 3), hidden_units=32, batch_size=128, epochs=3,
+                    conditional_betas=True, checkpoint_every_secs=0)
+    whole = train(train_config(workdir=str(tmp_path / "whole"), **settings), verbose=False)
+    original = io_utils.append_jsonl
+
+    def crash_in_epoch_3(path, line):
+        original(path, line)
+        if line["epoch"] == 3:
+            raise KeyboardInterrupt("simulated crash")
+    monkeypatch.setattr(io_utils, "append_jsonl", crash_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(train_config(workdir=str(tmp_path / "cut"), **settings), verbose=False)
+    monkeypatch.setattr(io_utils, "append_jsonl", original)
+    assert train(train_config(workdir=str(tmp_path / "cut"), **settings), verbose=False)["test"] == whole["test"]

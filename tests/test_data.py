@@ -10,6 +10,8 @@ import urllib.request
 
 import numpy as np
 import pytest
+
+from conftest import entropy_estimate
 import scipy.io
 
 from hvae_repr import data, synthetic
@@ -383,7 +385,7 @@ def test_synthetic_dataset_is_binary_labelled_and_reproducible():
     np.testing.assert_array_equal(ds.x_test, again.x_test)
     log_p = ds.log_prob(ds.x_test)
     assert log_p.shape == (1000,) and np.all(np.isfinite(log_p)) and np.all(log_p < 0)
-    entropy, stderr = synthetic.entropy_estimate(ds.log_prob, ds.x_test)
+    entropy, stderr = entropy_estimate(ds.log_prob, ds.x_test)
     # Between the pixel noise alone (64 * H_b(0.1)) and that plus the log number of components.
     pixel_entropy = 64 * -(0.1 * np.log(0.1) + 0.9 * np.log(0.9))
     assert pixel_entropy - 4 * stderr < entropy < pixel_entropy + np.log(30) + 4 * stderr
@@ -407,7 +409,7 @@ def test_synthetic_exact_entropy_matches_sampling(source):
 
     x, y = source.sample(20000, np.random.default_rng(0))
     assert x.dtype == np.float32 and y.dtype == np.int64 and x.shape == (20000,) + source.image_shape
-    estimate, stderr = synthetic.entropy_estimate(source.log_prob, x)
+    estimate, stderr = entropy_estimate(source.log_prob, x)
     assert abs(estimate - exact_entropy) < 4 * stderr
     # Sample frequencies of every image and of every class agree with p(x) and the class weights.
     index = (x.reshape(len(x), -1) @ (2 ** np.arange(source.num_pixels)[::-1])).astype(int)

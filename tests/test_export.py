@@ -8,6 +8,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest import run_in_process
+
 from hvae_repr import export
 from hvae_repr.runs import RunDir
 
@@ -90,8 +92,7 @@ def test_fresh_process_without_hvae_repr_matches_in_memory_model(exported, tmp_p
 def test_reexport_replaces_export_and_a_failed_export_keeps_the_old_one(exported, tiny_run, monkeypatch, capsys):
     import tensorflow as tf
     _, path = exported
-    from hvae_repr import cli
-    cli.run_in_process(export.define, export.main, ["hvae-export", f"--workdir={tiny_run}"])
+    run_in_process(export.define, export.main, ["hvae-export", f"--workdir={tiny_run}"])
     assert "exported" in capsys.readouterr().out
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
     before = os.stat(os.path.join(path, "saved_model.pb")).st_mtime_ns

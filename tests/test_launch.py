@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from conftest import run_in_process
 from absl import flags
 
 from hvae_repr import cli, io_utils
@@ -84,13 +86,13 @@ def test_each_point_gets_a_folder_named_from_its_settings_and_a_command_that_reb
 ])
 def test_bad_sweep_input_is_one_line(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        cli.run_in_process(sweep.define, sweep.main, ["sweep", *[a.format(tmp=tmp_path) for a in argv]])
+        run_in_process(sweep.define, sweep.main, ["sweep", *[a.format(tmp=tmp_path) for a in argv]])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and err.startswith("error: ") and "\n" not in err and message in err, err
 
 
 def test_dry_run_prints_one_line_per_point_and_runs_nothing(tmp_path, capsys):
-    cli.run_in_process(sweep.define, sweep.main, ["sweep", f"--root={tmp_path}", "--betas_1=0.3,3",
+    run_in_process(sweep.define, sweep.main, ["sweep", f"--root={tmp_path}", "--betas_1=0.3,3",
                                                   "--betas_2=1,2", "--dry_run", *TINY])
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and all("-m launch.point" in l and "--epochs=2" in l for l in lines)

@@ -218,3 +218,12 @@ def test_checkpoint_holds_every_variable(tmp_path):
     path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
     saved = [name for name, _ in tf.train.list_variables(path) if name.startswith("model/")]
     assert len(saved) == len(model.variables) > 0
+
+
+def test_the_papers_ladder_variant_shares_the_bottom_up_trunk():
+    hvae = make((28, 28, 1), architecture="conv", latent_dims=(256, 20), channels=16)
+    ladder = make((28, 28, 1), architecture="conv", latent_dims=(256, 20), channels=16, inference="ladder")
+    assert hvae.bottom_up_input == [-1, -1] and ladder.bottom_up_input == [-1, 0]  # z2 reads z1's trunk
+    assert [type(s).__name__ for s in ladder.bottom_up_z2.steps] == ["Conv2D", "Flatten"]  # only its own mid conv
+    count = lambda m: sum(int(np.prod(v.shape)) for v in m.trainable_variables)  # noqa: E731
+    assert count(ladder) < count(hvae)
