@@ -35,6 +35,7 @@ import numpy as np
 from benchmarks import CASES, flops, sections, tf_steps, timing
 
 FRAMEWORKS = ("tensorflow", "torch")
+CONDITIONAL = "tensorflow_conditional"  # the TF step of the same model made beta-conditional
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_RESULTS_DIR = os.path.join(REPOSITORY, "benchmarks", "results")
 DEFAULT_DOCS = os.path.join(REPOSITORY, "docs", "benchmarks.md")
@@ -139,7 +140,8 @@ def build_steps(case, context):
     """The TensorFlow step and, when PyTorch is there, the peer's step, on one shared batch (cached)."""
     if case.name not in context["steps"]:
         x = make_batch(case, context["args"].batch_size)
-        steps = {"tensorflow": tf_steps.make_train_step(case, x, threads=context["args"].threads)}
+        steps = {"tensorflow": tf_steps.make_train_step(case, x, threads=context["args"].threads),
+                 CONDITIONAL: tf_steps.make_train_step(case, x, threads=context["args"].threads, conditional=True)}
         if context["peer"] is not None:
             steps["torch"] = context["peer"].make_train_step(case, x)
         context["steps"][case.name] = (x, steps)
@@ -157,15 +159,23 @@ def step_section(context):
         initial = {fw: step.run() for fw, step in steps.items()}
         with timing.OtherLoad() as load:
             samples = timing.time_alternating({fw: step.run for fw, step in steps.items()}, args.rounds, args.warmup)
+        conditional = timing.summarize(samples.pop(CONDITIONAL), args.batch_size)
+        initial.pop(CONDITIONAL)
+        parameters_conditional = steps[CONDITIONAL].num_parameters
         entry = {
             "title": case.title,
-            "parameters": {fw: step.num_parameters for fw, step in steps.items()},
+            "parameters": {fw: step.num_parameters for fw, step in steps.items() if fw != CONDITIONAL},
             "paper_parameters": case.reference_parameters or None,
             "initial_loss_nats": initial,
             "zero_output_distortion_nats": zero_output_distortion(case, x),
             "timing": {fw: timing.summarize(s, args.batch_size) for fw, s in samples.items()},
             "target_ratio": case.target_ratio or None,
+            # The same model made beta-conditional (FiLM in every network, betas drawn per example), timed in
+            # the same alternation: the extra cost of training one model for every beta.
+            "conditional_tensorflow": dict(conditional, parameters=parameters_conditional),
         }
+        entry["conditional_over_unconditional_median"] = (
+            conditional["median_ms"] / entry["timing"]["tensorflow"]["median_ms"])
         entry.update(contention(load))
         entry["parameters_agree"] = len(set(entry["parameters"].values())) == 1 and (
             not case.reference_parameters or entry["parameters"]["tensorflow"] == case.reference_parameters)
@@ -265,6 +275,13 @@ def report_tables(results):
                        ["case", "parameters (TF / torch)", "initial loss, nats (TF / torch / zero output)",
                         "TF min", "TF median", "TF ex/s", "torch min", "torch median", "torch ex/s",
                         "TF/torch median", "target", "others' CPU (cores)"], rows))
+        tables.append(("The extra cost of a beta-conditional model (FiLM in every network, betas drawn per example): "
+                       "its TF step timed in the same alternation",
+                       ["case", "parameters", "TF median ms", "conditional TF median ms", "conditional / plain"],
+                       [[e["title"], f"{e['parameters']['tensorflow']:,} / {e['conditional_tensorflow']['parameters']:,}",
+                         f"{e['timing']['tensorflow']['median_ms']:.1f}",
+                         f"{e['conditional_tensorflow']['median_ms']:.1f}",
+                         f"{e['conditional_over_unconditional_median']:.2f}"] for e in step["cases"].values()]))
     fl = results["sections"].get("flops")
     if fl and "cases" in fl:
         rows = []

@@ -8,13 +8,13 @@ import hvae_repr  # noqa: F401  (sets TensorFlow's environment before TensorFlow
 from benchmarks import Case, TrainStep
 
 
-def train_config(case: Case, batch_size, threads):
+def train_config(case: Case, batch_size, threads, conditional=False):
     from hvae_repr import cli
     from hvae_repr.config import TrainConfig
     return cli.build(TrainConfig, architecture=case.architecture, latent_dims=case.latent_dims,
                      likelihood=case.likelihood, channels=case.channels, hidden_units=case.hidden_units,
                      gaussian_sigma=case.gaussian_sigma, batch_size=batch_size, threads=threads,
-                     workdir="unused").with_input_shape(case.input_shape)
+                     conditional_betas=conditional, workdir="unused").with_input_shape(case.input_shape)
 
 
 def set_threads(threads):
@@ -27,8 +27,9 @@ def set_threads(threads):
             "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
 
 
-def make_train_step(case: Case, x, threads=0, seed=0):
-    """The project's tf.function training step on the batch `x` ([B, H, W, C] numpy), all betas 1.
+def make_train_step(case: Case, x, threads=0, seed=0, conditional=False):
+    """The project's tf.function training step on the batch `x` ([B, H, W, C] numpy), all betas 1 (or, with
+    `conditional`, the beta-conditional model's step: betas drawn per example, FiLM in every network).
 
     Its run() returns the loss as a float (the loss before the update, as the trainer logs it).
     """
@@ -37,7 +38,7 @@ def make_train_step(case: Case, x, threads=0, seed=0):
     from hvae_repr import trainer
     from hvae_repr.model import HierarchicalVAE
     from hvae_repr.tf_env import tf
-    config = train_config(case, len(x), threads)
+    config = train_config(case, len(x), threads, conditional)
     keras.utils.set_random_seed(seed)
     model = HierarchicalVAE(config.model).build_all()
     optimizer = keras.optimizers.Adam(config.learning_rate)

@@ -138,7 +138,11 @@ def test_smoke_run_writes_every_case_section_and_the_page(smoke):
             assert summary["calls_timed"] == 2
             assert 0 < summary["min_ms"] <= summary["median_ms"]
         assert entry["parameters"]["tensorflow"] == CASES[name].reference_parameters or name == "mlp_digits"
-        assert entry["parameters_agree"] and entry["loss_scale_agrees"], name
+        assert entry["parameters_agree"] and entry["loss_scale_agrees"], (name, entry["initial_loss_nats"], entry["zero_output_distortion_nats"])
+        conditional = entry["conditional_tensorflow"]
+        assert conditional["parameters"] > entry["parameters"]["tensorflow"] and conditional["calls_timed"] == 2
+        assert entry["conditional_over_unconditional_median"] == pytest.approx(
+            conditional["median_ms"] / entry["timing"]["tensorflow"]["median_ms"])
         assert entry["contended"] == (entry["other_processes_cpu_cores"] > run.CONTENDED_CORES)
         assert ("warning" in entry) == entry["contended"]
         if "torch" in frameworks:
