@@ -121,9 +121,10 @@ def resolved(options, config):
     return dataclasses.replace(options, betas=betas, seed=config.seed if options.seed < 0 else options.seed)
 
 
-def load_input(workdir, options):
-    """A finished run's model and test set, and one pass of the model over it (stages.EvalInput).
-    ValueError (one line) when the run cannot be evaluated."""
+def load_input(workdir, options, test_pass=True):
+    """A finished run's model and test set, and one pass of the model over it (stages.EvalInput; without
+    `test_pass` its arrays are None, for a caller that runs the passes itself). ValueError (one line) when
+    the run cannot be evaluated."""
     from hvae_repr import trainer
     run = RunDir(workdir)
     run.require_trained()
@@ -133,7 +134,7 @@ def load_input(workdir, options):
     x, y = dataset.x_test, np.asarray(dataset.y_test)
     if options.max_test:
         x, y = x[:options.max_test], y[:options.max_test]
-    arrays = passes.dataset_pass(model, x, options.seed, options.batch_size, betas=options.betas)
+    arrays = passes.dataset_pass(model, x, options.seed, options.batch_size, betas=options.betas) if test_pass else None
     return stages.EvalInput(model=model, config=config, dataset=dataset, x=x, labels=y, arrays=arrays,
                             options=options, seed=options.seed, betas=options.betas)
 

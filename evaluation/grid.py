@@ -45,7 +45,7 @@ def evaluate_grid(model_run, points, root, options=ev.EvalOptions(), log=print):
                "seconds": {"load": 0.0, "test_pass": 0.0, "stages": 0.0, "write": 0.0}}
     if not todo:
         return outcome
-    base = ev.load_input(model_run, options)  # the model, its test set, the first point's settings
+    base = ev.load_input(model_run, options, test_pass=False)  # the model and its test set
     shared = base.shared
     outcome["seconds"]["load"] = time.perf_counter() - started
     for first in range(0, len(todo), POINTS_PER_PASS):
