@@ -186,7 +186,8 @@ def _sweep(root, argv):
                           cwd=REPOSITORY, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"the benchmark sweep failed: {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
-    points = sum(os.path.isfile(os.path.join(root, d, "eval_result.json")) for d in os.listdir(root))
+    from hvae_repr.runs import RunDir
+    points = sum(RunDir(os.path.join(root, d)).is_evaluated for d in os.listdir(root))
     return time.perf_counter() - started, points
 
 
