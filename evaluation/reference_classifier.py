@@ -65,7 +65,7 @@ class ReferenceClassifier:
         self.model = model
         self.info = info
         both = keras.Model(model.input, [model.output, model.get_layer(FEATURE_LAYER).output])
-        self._both = tf.function(lambda x: both(x, training=False), reduce_retracing=True)
+        self._both = tf.function(lambda x: both(x, training=False), reduce_retracing=True, autograph=False)
 
     @property
     def test_accuracy(self):

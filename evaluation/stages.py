@@ -81,7 +81,7 @@ def importance_weighted(inp):
         return {"status": "off", "reason": "pass --iw_samples=K (e.g. 1000) to compute it"}
     from hvae_repr.tf_env import tf
     log_weights = tf.function(lambda xb, seed: inp.model.log_importance_weights(xb, k, seed, betas=inp.betas),
-                              reduce_retracing=True)
+                              reduce_retracing=True, autograph=False)
     per_example = batching.map_batches(  # k * batch rows per model call
         lambda b, rows: logsumexp(log_weights(inp.x[rows], seeds.derive(inp.seed, "importance_weights", b)).numpy()
                                   .astype(np.float64), axis=0) - np.log(k),
@@ -200,7 +200,7 @@ def reconstruction(inp):
 
 def prior_samples(model, n, batch_size, seed, betas=None):
     from hvae_repr.tf_env import tf
-    sample = tf.function(lambda count, seed: model.sample(count, seed, betas=betas))
+    sample = tf.function(lambda count, seed: model.sample(count, seed, betas=betas), autograph=False)
     return batching.map_batches(lambda b, rows: sample(rows.stop - rows.start, seeds.derive(seed, "prior_samples", b)),
                                 n, batch_size)
 

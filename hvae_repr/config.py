@@ -150,7 +150,8 @@ class TrainConfig:
         return "_".join(words + [digest])
 
     def to_json(self):
-        return dataclasses.asdict(self)
+        """The settings as JSON values (tuples as lists), as config.json holds them."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_json(cls, values):

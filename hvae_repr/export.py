@@ -43,8 +43,9 @@ def _module(model):
     def signature(fn, *specs):
         """fn(*inputs, betas) as a tf.function of the inputs, plus betas for a conditional model."""
         if model.conditional:
-            return tf.function(lambda *inputs: fn(*inputs[:-1], inputs[-1]), input_signature=[*specs, betas_spec])
-        return tf.function(lambda *inputs: fn(*inputs, None), input_signature=list(specs))
+            return tf.function(lambda *inputs: fn(*inputs[:-1], inputs[-1]), input_signature=[*specs, betas_spec],
+                               autograph=False)
+        return tf.function(lambda *inputs: fn(*inputs, None), input_signature=list(specs), autograph=False)
 
     def encode(x, betas):
         out = {}

@@ -59,7 +59,7 @@ def _batch_function(model, views):
                                       "sample": post.z})
         return out
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def outputs(x, seed, betas_points):
         return [one_point(x, seed, betas) for betas in tf.unstack(betas_points)]
     return outputs

@@ -237,7 +237,9 @@ def make_train_step(model, optimizer, batch_size, input_shape):
             tf.TensorSpec((), tf.int32), tf.TensorSpec((model.num_layers,), tf.float32),
             tf.TensorSpec((), tf.float32)]
 
-    @tf.function(input_signature=spec)
+    # autograph=False: the step has no Python control flow on tensors, and autograph would read the
+    # source files again when it traces (an edit of them while a sweep runs would mislead it).
+    @tf.function(input_signature=spec, autograph=False)
     def train_step(x, seed, step, betas, temperature):
         condition, weights = None, betas
         if model.conditional:
