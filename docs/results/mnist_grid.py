@@ -29,6 +29,7 @@ COLUMNS = {  # short name -> results.csv column
     "probe_m": "probes_on_means_z2_logistic_regression_accuracy",
     "mi_low": "mutual_information_z2_label_lower_bound_nats", "mi_mix": "mutual_information_z2_label_mixture_estimate_nats",
     "mi_sat": "mutual_information_z2_label_saturated", "score": "generation_inception_style_score_inception_score_mean",
+    "score_std": "generation_inception_style_score_inception_score_std",
     "fd": "generation_frechet_distance_value", "t2": "bound_t2_violated",
 }
 
@@ -82,9 +83,11 @@ def findings(t):
     if small:
         shown = "; ".join(f"betas {betas(t, i)}: R(z2) = {fmt(t['r2'][i])} nats, logistic probe "
                           f"{fmt(t['probe_s'][i])} on samples, {fmt(t['probe_m'][i])} on means" for i in small)
-        near = all(t["probe_s"][i] < 0.2 and t["probe_m"][i] < 0.2 for i in small)
-        out.append(("Probe accuracy on z2 is near chance (0.1) when R(z2) is near 0.", shown + ".",
-                    "agrees" if near else "differs",
+        on_samples = all(t["probe_s"][i] < 0.2 for i in small)
+        on_means = all(t["probe_m"][i] < 0.2 for i in small)
+        verdict = ("agrees" if on_samples and on_means else "partly: on samples yes, on means no" if on_samples
+                   else "partly: on means yes, on samples no" if on_means else "differs")
+        out.append(("Probe accuracy on z2 is near chance (0.1) when R(z2) is near 0.", shown + ".", verdict,
                     "criterion: below 0.2 for every run with R(z2) < 0.5 nats (paper protocol: posterior means "
                     "unscaled, scikit-learn defaults)"))
     else:
@@ -93,14 +96,16 @@ def findings(t):
                     "not tested", "no run with R(z2) < 0.5 nats"))
     best_score = int(np.nanargmax(t["score"]))
     ones = [i for i in range(len(t["b1"])) if t["b1"][i] == 1 and t["b2"][i] == 1]
-    at_one = f"; at betas (1, 1): {fmt(t['score'][ones[0]])}" if ones else ""
+    at_one = (f"; at betas (1, 1): {fmt(t['score'][ones[0]])} +- {fmt(t['score_std'][ones[0]])} with R(z1|z2) = "
+              f"{fmt(t['r1'][ones[0]], 1)} nats" if ones else "")
     near_one = abs(math.log10(t["b1"][best_score])) <= 0.5 and abs(math.log10(t["b2"][best_score])) <= 0.5
     little_z1 = t["r1"][best_score] <= np.nanmedian(t["r1"])
     out.append(("The sample score is best near beta = 1 with little rate in z1.",
-                f"Best Inception-style score {fmt(t['score'][best_score])} at betas {betas(t, best_score)} with "
-                f"R(z1|z2) = {fmt(t['r1'][best_score], 1)} nats (median over the grid "
-                f"{fmt(np.nanmedian(t['r1']), 1)}){at_one}.",
-                "agrees" if near_one and little_z1 else "differs",
+                f"Best Inception-style score {fmt(t['score'][best_score])} +- {fmt(t['score_std'][best_score])} "
+                f"(std over 10 splits) at betas {betas(t, best_score)} with R(z1|z2) = {fmt(t['r1'][best_score], 1)} "
+                f"nats (median over the grid {fmt(np.nanmedian(t['r1']), 1)}){at_one}.",
+                "agrees" if near_one and little_z1 else "partly: near beta = 1, but not with little rate in z1"
+                if near_one else "partly: little rate in z1, but not near beta = 1" if little_z1 else "differs",
                 "criterion: both betas of the best point within a factor sqrt(10) of 1, and its R(z1|z2) at most "
                 "the grid's median"))
     tasks = {"reconstruction (PSNR)": int(np.nanargmax(t["psnr"])),
@@ -111,6 +116,24 @@ def findings(t):
                 shown + ".", "agrees" if len(set(tasks.values())) == 3 else "differs",
                 "criterion: three different grid points"))
     return out
+
+
+DISCUSSION = """\
+- **Training length.** Every model here trained 20 epochs; the paper's trained a few hundred. With equal
+  betas the objective rewards moving information from z1 up to z2 (information in z2 also lets p(z1|z2)
+  predict z1, which lowers R(z1|z2)), but z1, next to the data, is learned first: after 20 epochs z1 still
+  holds a large share of the rate on the equal-beta path, and the share in z2 grows with beta, as in the
+  paper. We expect the share in z2 to grow with longer training; this grid does not show it.
+- **Probes on posterior means.** At rates near 0 the probe on samples z2 ~ q(z2|x) is at chance, as the
+  theorem (T2) requires, but the probe on posterior means is not always: a nearly collapsed layer's means
+  still vary with x by small amounts that a linear classifier can read even without feature scaling
+  (paper protocol). The means are a deterministic function of x, outside the bound; this is why the
+  evaluation judges the bound with samples and reports mean-based probes beside them. The paper's
+  near-chance probes at R(z2) near 0 match the sample-based numbers here.
+- **The sample score.** It is computed with this project's small reference CNN, not the Inception network,
+  from 20-epoch models; its optimum lies near beta = 1 as in the paper, but at a point that keeps more rate
+  in z1. Differences between neighbouring points are of the order of the score's spread over splits.
+"""
 
 
 def main():
@@ -149,7 +172,7 @@ def main():
               "| the paper | this grid | verdict | criterion |", "|---|---|---|---|"]
     for claim, shown, verdict, criterion in findings(t):
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in (claim, shown, f"**{verdict}**", criterion)) + " |")
-    lines += ["", "## Every model", "",
+    lines += ["", "## Why we think the grid differs where it does", "", DISCUSSION, "", "## Every model", "",
               "| beta_1 | beta_2 | R(z1\\|z2) nats | R(z2) nats | D nats | PSNR dB (pooled) | recon. acc. | "
               "probe z2 samples | probe z2 means | I(y;z2) lower | I(y;z2) mixture | sample score | Frechet |",
               "|" + "---|" * 13]
