@@ -64,6 +64,8 @@ def parse_args(argv):
                                                        "calls ('' = a temporary folder)")
     parser.add_argument("--results_dir", default=None, help="where <machine>.json goes (default benchmarks/results)")
     parser.add_argument("--docs", default=None, help="the generated page (default docs/benchmarks.md)")
+    parser.add_argument("--render", default="", help="write the page from a saved results JSON (of an earlier run "
+                                                     "of this command) instead of measuring")
     args = parser.parse_args(argv)
     sections = [s for s in args.sections.split(",") if s]
     cases = [c for c in args.cases.split(",") if c]
@@ -398,6 +400,8 @@ def render_markdown(results):
     pending = [f"{name} ({section['issue']})" for name, section in results["sections"].items() if section.get("status")]
     if pending:
         lines += ["", "Not measured yet: " + "; ".join(pending) + "."]
+    lines += ["", "What was tried to make the training step faster, and what each change gained: "
+              "[benchmarks_changes.md](benchmarks_changes.md) (a log kept by hand)."]
     return "\n".join(lines) + "\n"
 
 
@@ -418,6 +422,14 @@ def write_outputs(results, args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    if args.render:
+        import json
+        from hvae_repr import io_utils
+        with open(args.render) as f:
+            results = json.load(f)
+        io_utils.write_text_atomic(args.docs or DEFAULT_DOCS, render_markdown(results))
+        print(f"wrote {args.docs or DEFAULT_DOCS} from {args.render}")
+        return results
     machine = timing.machine_description()
     machine["name"] = timing.machine_name(machine)
     args.threads = args.threads or machine["cores"]
