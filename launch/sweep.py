@@ -115,8 +115,8 @@ def model_job(command, cores=None):
 
 def conditional_sweep(command, jobs, log=print):
     """Trains the one conditional model (a point process like any other, without evaluation), then
-    evaluates it at the grid's points in this process (evaluation.grid); returns {status: [job, ...]}
-    like `sweep`, the model's training counted as done, skipped or failed with the points."""
+    evaluates it at the grid's points in this process (evaluation.grid); returns {status: [job, ...]} of
+    the points like `sweep` (the model's job listed as failed if its training failed), and "seconds"."""
     from evaluation import grid as conditional_grid
     model = model_job(command)
     log(f"{len(jobs)} points of one beta-conditional model ({model.workdir})")
