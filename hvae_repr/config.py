@@ -88,7 +88,8 @@ class TrainConfig:
     workdir: str = setting("", "Run folder ('' = runs/<name derived from every setting>). The same command "
                                "with the same workdir resumes.")
     kl_warmup_epochs: int = setting(-1, "Epochs over which every beta rises linearly from 0 (0 = off; -1 = the "
-                                        "paper's: off for hvae, the first fifth of the epochs for ladder).")
+                                        "paper's: off for hvae, the first fifth of the epochs for ladder; the "
+                                        "first fifth for a beta-conditional model too).")
     gumbel_temperature: float = setting(1.0, "Categorical top layer: initial Gumbel-softmax temperature.")
     gumbel_min_temperature: float = setting(0.4, "Categorical top layer: lowest Gumbel-softmax temperature.")
     gumbel_anneal_rate: float = setting(0.007, "Temperature max(min, initial * exp(-rate * t)), t counted in "
@@ -121,8 +122,10 @@ class TrainConfig:
         if not self.learning_rate > 0:
             raise ValueError(f"--learning_rate must be positive (got {self.learning_rate})")
         if self.kl_warmup_epochs < 0:
-            paper = round(0.2 * self.epochs) if model.inference == "ladder" else 0
-            object.__setattr__(self, "kl_warmup_epochs", paper)
+            # A conditional model without warm-up loses its top layer at every beta in its second epoch
+            # (measured on binarized MNIST, docs/results/conditional.md), so it warms up like the ladder.
+            warm = model.inference == "ladder" or model.conditional_betas
+            object.__setattr__(self, "kl_warmup_epochs", round(0.2 * self.epochs) if warm else 0)
         if not 0 < self.gumbel_min_temperature <= self.gumbel_temperature:
             raise ValueError("--gumbel_min_temperature must be positive and at most --gumbel_temperature")
         if not self.workdir:

@@ -161,6 +161,7 @@ def test_flags_list_layers_from_z1_up():
     config = parsed("--betas=0.1,3", "--likelihood=gaussian", "--epochs=7", "--inference=ladder")
     assert parsed(*cli.to_argv(config)) == config
     assert config.model.gaussian_sigma == 0.03 and config.kl_warmup_epochs == 1  # the ladder: a fifth of 7
+    assert parsed("--conditional_betas", "--epochs=10").kl_warmup_epochs == 2  # a conditional model: a fifth
 
 
 def test_derived_run_name_holds_every_setting_that_changes_the_run():
