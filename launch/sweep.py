@@ -58,11 +58,22 @@ def define(flag_values):
                             f"logspace:LOW,HIGH,N.", flag_values=flag_values)
 
 
+def command_from_flags(flag_values):
+    """The SweepCommand of parsed flags. --conditional turns on the model's --conditional_betas before the
+    settings are built, so that the defaults that depend on it (the warm-up) resolve as the model's do."""
+    if flag_values["conditional"].value:
+        flag_values["conditional_betas"].value = True
+    return cli.from_flags(SweepCommand, flag_values)
+
+
 def plan(command, beta_texts, cores=None):
     """The jobs of the sweep: one launch.point job per grid point. ValueError (one line) for bad input."""
     if not command.root:
         raise ValueError("--root is required: the folder that holds the sweep's runs")
     RunDir(command.root).check_folder()
+    if command.conditional and not command.train.model.conditional_betas:
+        raise ValueError("a --conditional sweep needs the model's conditional_betas on; build the command with "
+                         "launch.sweep.command_from_flags")
     if command.workers < 1:
         raise ValueError(f"--workers must be at least 1 (got {command.workers})")
     points = grid.grid_from_flags(beta_texts, command.train.model.num_layers)
@@ -71,12 +82,11 @@ def plan(command, beta_texts, cores=None):
     cores = cores or os.cpu_count() or 1
     threads = command.train.threads or max(1, cores // command.workers)
     root = os.path.abspath(command.root)
-    base = conditional_config(command.train) if command.conditional else command.train  # names the folders
     jobs = []
     for index, betas in enumerate(points):
         if command.index >= 0 and index != command.index:
             continue
-        train = dataclasses.replace(base, betas=betas, threads=threads, workdir="unnamed")
+        train = dataclasses.replace(command.train, betas=betas, threads=threads, workdir="unnamed")
         train = dataclasses.replace(train, workdir=os.path.join(root, train.run_name()))
         evaluation = command.eval
         if evaluation.probe_jobs == EvalOptions().probe_jobs:  # not chosen: fit the point's share of the cores
@@ -100,14 +110,10 @@ def sweep(command, jobs, log=print):
     return outcome
 
 
-def conditional_config(train):
-    return dataclasses.replace(train, model=dataclasses.replace(train.model, conditional_betas=True))
-
-
 def model_job(command, cores=None):
     """The job that trains a conditional sweep's one model, in ROOT/model."""
     threads = command.train.threads or cores or os.cpu_count() or 1
-    train = dataclasses.replace(conditional_config(command.train), threads=threads,
+    train = dataclasses.replace(command.train, threads=threads,
                                 workdir=os.path.join(os.path.abspath(command.root), "model"))
     argv = cli.to_argv(point.PointCommand(evaluate=False, train=train))
     return engines.Job(index=-1, workdir=train.workdir, argv=tuple(argv), threads=threads)
@@ -152,7 +158,7 @@ def main(flag_values):
             if flag_values[name].present:
                 raise ValueError(f"--{name} is set per point by the sweep; give one list per layer "
                                  f"(--betas_1, --betas_2, ...) and the sweep's folder --root instead")
-        command = cli.from_flags(SweepCommand, flag_values)
+        command = command_from_flags(flag_values)
         jobs = plan(command, {l: flag_values[f"betas_{l}"].value for l in range(1, MAX_LAYERS + 1)})
     if command.dry_run:
         model = model_job(command) if command.conditional else None

@@ -51,7 +51,7 @@ def _command(*argv):
     flag_values = flags.FlagValues()
     sweep.define(flag_values)
     flag_values(["sweep", *argv])
-    command = cli.from_flags(sweep.SweepCommand, flag_values)
+    command = sweep.command_from_flags(flag_values)
     texts = {l: flag_values[f"betas_{l}"].value for l in range(1, sweep.MAX_LAYERS + 1)}
     return command, texts
 
@@ -187,11 +187,14 @@ def test_ray_engine_runs_a_two_point_sweep_on_a_local_instance(tmp_path):
 def test_conditional_sweep_trains_one_model_and_writes_a_folder_per_point(tmp_path):
     from evaluation import aggregate
     root, classifiers = tmp_path / "sweep", f"--eval_classifier_dir={tmp_path / 'classifiers'}"
-    proc = _run_sweep(root, "--betas_1=0.5,2", "--betas_2=1", "--conditional", classifiers)
+    # 3 epochs: the conditional model's default warm-up is then 1 epoch, a setting the point folders' names
+    # must share with the model's.
+    proc = _run_sweep(root, "--betas_1=0.5,2", "--betas_2=1", "--conditional", "--epochs=3", classifiers)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "done 2, skipped (finished already) 0" in proc.stdout
     model = RunDir(root / "model")
     assert model.is_trained and model.read_config().model.conditional_betas and not model.is_evaluated
+    assert model.read_config().kl_warmup_epochs == 1
     points = {f: RunDir(root / f) for f in os.listdir(root) if f != "model" and os.path.isdir(root / f)}
     assert len(points) == 2
     for point in points.values():
@@ -202,5 +205,5 @@ def test_conditional_sweep_trains_one_model_and_writes_a_folder_per_point(tmp_pa
     rows, _ = aggregate.collect(str(root))  # the model is represented by its points
     assert sorted((r["beta_z1"], r["status"]) for r in rows) == [(0.5, "evaluated"), (2.0, "evaluated")]
     # The same command again finds every point done.
-    proc = _run_sweep(root, "--betas_1=0.5,2", "--betas_2=1", "--conditional", classifiers)
+    proc = _run_sweep(root, "--betas_1=0.5,2", "--betas_2=1", "--conditional", "--epochs=3", classifiers)
     assert proc.returncode == 0 and "done 0, skipped (finished already) 2" in proc.stdout, proc.stdout
