@@ -29,9 +29,10 @@ def point_folder(root, config, betas):
 
 def evaluate_grid(model_run, points, root, options=ev.EvalOptions(), log=print):
     """Evaluates the conditional model in `model_run` at each of `points` (tuples of betas, z1 first),
-    skipping points already evaluated; returns {"done": [...], "skipped": [...], "busy": [...]} of folders
-    and the seconds of each part in "seconds"."""
+    skipping points already evaluated; returns {"done": [...], "skipped": [...], "busy": [...]} of absolute
+    folders and the seconds of each part in "seconds"."""
     started = time.perf_counter()
+    root = os.path.abspath(root)  # the folders it returns are absolute, like a sweep's jobs'
     run = RunDir(model_run)
     run.require_trained()
     config = run.read_config()

@@ -97,13 +97,15 @@ def from_flags(cls, flag_values=flags.FLAGS, prefix=""):
 
 def to_argv(value, prefix="", only_changed=True):
     """Flags (`--name=value`) that rebuild the settings `value` with from_flags; with only_changed,
-    only fields that differ from the dataclass's defaults."""
-    argv, defaults = [], type(value)()
+    only fields that differ from their flags' defaults. Those are the declared defaults, not the values
+    they resolve to (-1 = "the paper's" warm-up, 0 = "the data set's" sigma): a resolved value is
+    written out, so that parsing it again cannot resolve it differently (a conditional model's warm-up)."""
+    argv = []
     for field, inner in _fields(type(value)):
         current = getattr(value, field.name)
         if inner is not None:
             argv += to_argv(current, prefix + field.metadata["prefix"], only_changed)
-        elif not only_changed or current != getattr(defaults, field.name):
+        elif not only_changed or current != field.default:
             if isinstance(current, tuple):
                 current = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in current)
             elif isinstance(current, bool):

@@ -189,7 +189,9 @@ def test_conditional_sweep_trains_one_model_and_writes_a_folder_per_point(tmp_pa
     root, classifiers = tmp_path / "sweep", f"--eval_classifier_dir={tmp_path / 'classifiers'}"
     # 3 epochs: the conditional model's default warm-up is then 1 epoch, a setting the point folders' names
     # must share with the model's.
-    proc = _run_sweep(root, "--betas_1=0.5,2", "--betas_2=1", "--conditional", "--epochs=3", classifiers)
+    # A root relative to the working directory: the grid's folders must still match the plan's.
+    proc = _run_sweep(os.path.relpath(root, REPO), "--betas_1=0.5,2", "--betas_2=1", "--conditional", "--epochs=3",
+                      classifiers)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "done 2, skipped (finished already) 0" in proc.stdout
     model = RunDir(root / "model")

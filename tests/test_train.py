@@ -1,4 +1,5 @@
 """The training program: it learns, writes its files, resumes, reproduces, and rejects bad input."""
+import dataclasses
 import json
 import os
 
@@ -162,6 +163,10 @@ def test_flags_list_layers_from_z1_up():
     assert parsed(*cli.to_argv(config)) == config
     assert config.model.gaussian_sigma == 0.03 and config.kl_warmup_epochs == 1  # the ladder: a fifth of 7
     assert parsed("--conditional_betas", "--epochs=10").kl_warmup_epochs == 2  # a conditional model: a fifth
+    # A resolved default is written out: an explicit 0 stays 0 for a model whose default is a warm-up.
+    config = dataclasses.replace(config, kl_warmup_epochs=0,
+                                 model=dataclasses.replace(config.model, conditional_betas=True))
+    assert "--kl_warmup_epochs=0" in cli.to_argv(config) and parsed(*cli.to_argv(config)) == config
 
 
 def test_derived_run_name_holds_every_setting_that_changes_the_run():
