@@ -1,4 +1,5 @@
 """Shared fixtures. Tests never touch the network: downloads are switched off here."""
+import contextlib
 import os
 
 os.environ["HVAE_REPR_OFFLINE"] = "1"
@@ -43,3 +44,20 @@ def run_in_process(define, main, argv):
     define(flag_values)
     cli._parse_flags(flag_values, list(argv))
     return main(flag_values)
+
+
+@contextlib.contextmanager
+def crash_after_epoch(monkeypatch, epoch):
+    """Training raises KeyboardInterrupt right after writing `epoch`'s metrics line, before that epoch's
+    checkpoint (the worst moment for a crash); the block must raise it. Writing is restored afterwards."""
+    from hvae_repr import io_utils
+    original = io_utils.append_jsonl
+
+    def crash(path, line):
+        original(path, line)
+        if line["epoch"] == epoch:
+            raise KeyboardInterrupt("simulated crash")
+    monkeypatch.setattr(io_utils, "append_jsonl", crash)
+    with pytest.raises(KeyboardInterrupt):
+        yield
+    monkeypatch.setattr(io_utils, "append_jsonl", original)

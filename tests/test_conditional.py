@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import train_config
+from conftest import crash_after_epoch, train_config
 from hvae_repr import conditioning, objective, passes
 from hvae_repr.runs import RunDir
 
@@ -159,19 +159,10 @@ def test_export_takes_the_betas_and_round_trips_through_a_fresh_process(conditio
 
 
 def test_an_interrupted_conditional_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
-    from hvae_repr import io_utils
     from hvae_repr.train import train
     settings = dict(dataset="binary_digits", latent_dims=(6, 3), hidden_units=32, batch_size=128, epochs=3,
                     conditional_betas=True, checkpoint_every_secs=0)
     whole = train(train_config(workdir=str(tmp_path / "whole"), **settings), verbose=False)
-    original = io_utils.append_jsonl
-
-    def crash_in_epoch_3(path, line):
-        original(path, line)
-        if line["epoch"] == 3:
-            raise KeyboardInterrupt("simulated crash")
-    monkeypatch.setattr(io_utils, "append_jsonl", crash_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_epoch(monkeypatch, 3):
         train(train_config(workdir=str(tmp_path / "cut"), **settings), verbose=False)
-    monkeypatch.setattr(io_utils, "append_jsonl", original)
     assert train(train_config(workdir=str(tmp_path / "cut"), **settings), verbose=False)["test"] == whole["test"]

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import run_in_process
+from conftest import crash_after_epoch, run_in_process
 from absl import flags
 
 from hvae_repr import cli, io_utils
@@ -115,16 +115,8 @@ def test_sweep_skips_finished_points_resumes_an_interrupted_one_and_survives_a_f
     flag_values(["point", *interrupted.argv])
     first = cli.from_flags(point.PointCommand, flag_values)
     from hvae_repr import trainer
-    original = io_utils.append_jsonl
-
-    def crash_in_epoch_2(path, line):
-        original(path, line)
-        if line["epoch"] == 2:
-            raise KeyboardInterrupt("simulated crash")
-    monkeypatch.setattr(io_utils, "append_jsonl", crash_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_epoch(monkeypatch, 2):
         trainer.Trainer(first.train, verbose=False).run()
-    monkeypatch.setattr(io_utils, "append_jsonl", original)
     # Point 1: its folder holds somebody's file, so training it fails.
     os.makedirs(broken.workdir)
     with open(os.path.join(broken.workdir, "notes.txt"), "w") as f:

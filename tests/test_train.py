@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from conftest import train_config
+from conftest import crash_after_epoch, train_config
 from hvae_repr import cli, io_utils, train
 from hvae_repr.config import TrainConfig
 from hvae_repr.runs import RunDir
@@ -82,21 +82,12 @@ def test_same_seed_reproduces_the_run(finished, tmp_path):
 
 def test_interrupted_run_resumes_where_it_stopped(finished, tmp_path, monkeypatch):
     workdir = str(tmp_path / "interrupted")
-    original = io_utils.append_jsonl
-
-    def crash_after_epoch_2(path, line):
-        original(path, line)
-        if line["epoch"] == 2:
-            raise KeyboardInterrupt("simulated crash")
-
-    monkeypatch.setattr(io_utils, "append_jsonl", crash_after_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_epoch(monkeypatch, 2):
         train.train(train_config(workdir=workdir, **SMALL), verbose=False)
     assert not RunDir(workdir).is_trained
     # The crash came after epoch 2's metrics line but before its checkpoint: resuming drops that line.
     assert [line["epoch"] for line in lines(workdir)] == [1, 2]
     assert RunDir(workdir).checkpoints()[0].endswith("ckpt-1")
-    monkeypatch.setattr(io_utils, "append_jsonl", original)
 
     result = train.train(train_config(workdir=workdir, **SMALL), verbose=False)
     assert [line["epoch"] for line in lines(workdir)] == [1, 2, 3]
