@@ -5,11 +5,24 @@ model against separately trained models of the same architecture and epochs.
         --betas_1=logspace:0.1,10,21 --betas_2=logspace:0.1,10,21 \\
         --dataset=binary_mnist --data_dir=../shared/data --architecture=conv --epochs=20 \\
         --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000
-    python -m evaluation.aggregate --root=sweeps/mnist_conditional
-    python docs/results/conditional.py --root=sweeps/mnist_conditional --separate=sweeps/mnist_grid
+    python -m launch.sweep --root=sweeps/mnist_spots_warmup --betas_1=0.1,1,10 --betas_2=0.1,1,10 \\
+        --dataset=binary_mnist --data_dir=../shared/data --architecture=conv --epochs=20 \\
+        --kl_warmup_epochs=4 --workers=2
+    python -m launch.sweep --root=sweeps/mnist_spots_lr1e-3 --betas_1=0.1,1,10 --betas_2=0.1,1,10 \\
+        --dataset=binary_mnist --data_dir=../shared/data --architecture=conv --epochs=20 \\
+        --kl_warmup_epochs=4 --learning_rate=1e-3 --workers=2
+    python -m launch.sweep --root=sweeps/mnist_conditional_lr1e-3 --conditional \\
+        --betas_1=0.1,1,10 --betas_2=0.1,1,10 \\
+        --dataset=binary_mnist --data_dir=../shared/data --architecture=conv --epochs=20 --learning_rate=1e-3
+    for r in mnist_conditional mnist_spots_warmup mnist_spots_lr1e-3 mnist_conditional_lr1e-3; do
+        python -m evaluation.aggregate --root=sweeps/$r; done
+    python docs/results/conditional.py --root=sweeps/mnist_conditional \\
+        --separate=sweeps/mnist_grid --separate=sweeps/mnist_spots_warmup \\
+        --also=sweeps/mnist_conditional_lr1e-3,sweeps/mnist_spots_lr1e-3
 
-(sweeps/mnist_grid is the 5x5 grid of separately trained models, docs/results/mnist_grid.py.)
-Every number in the page is read from the sweeps' results.csv, sweep_*.json and the points' eval_result.json.
+(sweeps/mnist_grid is the 5x5 grid of separately trained models with the paper's settings,
+docs/results/mnist_grid.py.) Every number in the page is read from the sweeps' results.csv, sweep_*.json,
+the points' eval_result.json and the runs' config.json.
 """
 import argparse
 import csv
@@ -95,6 +108,28 @@ def side_by_side(separate, conditional, path):
     fig.savefig(path, dpi=110)
 
 
+WARMUP_NOTE = ("Conditional models warm their betas up over the first fifth of the epochs by default: without "
+               "warm-up this conditional model lost z2 at every beta in its second epoch (R(z2) = 0.00 nats at betas "
+               "(0.1, 0.1), where the separately trained model holds 42), while the paper's hierarchical VAE trains "
+               "without warm-up.")
+
+
+def run_config(root):
+    """The training settings of a sweep's runs (its conditional model, or the first separately trained point)."""
+    model = os.path.join(root, "model", "config.json")
+    paths = [model] if os.path.exists(model) else sorted(glob.glob(os.path.join(root, "*", "config.json")))
+    with open(paths[0]) as f:
+        return json.load(f)
+
+
+def recipe(config):
+    """The training recipe in words: epochs, learning rate, warm-up."""
+    warmup = config["kl_warmup_epochs"]
+    return (f"{config['epochs']} epochs, Adam at learning rate {config['learning_rate']:g}, batch "
+            f"{config['batch_size']}, seed {config['seed']}, "
+            + (f"betas warmed up over the first {warmup} epochs" if warmup else "no warm-up"))
+
+
 def spot_table(separate, conditional):
     """Markdown lines: the spot points side by side, each check marked, and a line of totals."""
     lines = ["| betas (z1, z2) | " + " | ".join(f"{METRICS[k][1]}: separate / conditional" for k in METRICS) +
@@ -112,7 +147,7 @@ def spot_table(separate, conditional):
             cells.append(f"{a:.3g} / {b:.3g} {'ok' if ok else '**off**'}")
         a, b = hit_loss(separate[spot]), hit_loss(conditional[spot])
         lower += b < a
-        cells.append(f"{a:.1f} / {b:.1f} {'conditional lower' if b < a else 'separate lower'}")
+        cells.append(f"{a:.1f} / {b:.1f} ({(b - a) / a:+.0%}, {'conditional lower' if b < a else 'separate lower'})")
         lines.append(f"| ({spot[0]:g}, {spot[1]:g}) | " + " | ".join(cells) + " |")
     every = sum(passed.values()) == checked * len(METRICS)
     return lines + ["", "Within the criterion: " + ", ".join(f"{METRICS[k][1]} {passed[k]} of {checked}"
@@ -121,28 +156,43 @@ def spot_table(separate, conditional):
                     f"objective at {lower} of {checked} points.", ""]
 
 
+def comparison(conditional_root, separate_root):
+    """Markdown lines: one separately trained reference (its recipe, cost and spot table) against a
+    conditional sweep."""
+    conditional, separate = load(conditional_root), load(separate_root)
+    records = pages.records(separate_root)
+    runs = ", ".join(f"{r['seconds'] / 60:.1f} min for {len(r['points'].get('done', []))} points" for r in records)
+    return [f"### Against `{separate_root}`: {recipe(run_config(separate_root))}", "",
+            f"{len(separate)} separately trained models, {sum(r['seconds'] for r in records) / 60:.1f} minutes of "
+            f"wall time in {len(records)} command(s) ({runs}).", "", *spot_table(separate, conditional)]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", required=True, help="the conditional sweep's folder (aggregated)")
-    parser.add_argument("--separate", required=True, help="the separately trained grid's folder (aggregated)")
+    parser.add_argument("--root", required=True, help="the conditional sweep of the whole grid (aggregated)")
+    parser.add_argument("--separate", required=True, action="append",
+                        help="a sweep of separately trained models to compare it with (aggregated; repeatable; the "
+                             "first is drawn beside it)")
+    parser.add_argument("--also", action="append", default=[], metavar="CONDITIONAL,SEPARATE",
+                        help="another pair of sweeps (conditional, separate) with another recipe, compared the same way")
     parser.add_argument("--out", default=os.path.join(HERE, "conditional.md"))
     args = parser.parse_args()
-    conditional, separate = load(args.root), load(args.separate)
+    conditional, first = load(args.root), load(args.separate[0])
+    config = run_config(args.root)
     assets, figures = pages.copy_sweep(args.root, args.out)
     name = os.path.basename(assets)
-    side_by_side(separate, conditional, os.path.join(assets, "rate_planes_side_by_side.png"))
+    side_by_side(first, conditional, os.path.join(assets, "rate_planes_side_by_side.png"))
 
+    low, high = config["model"]["beta_range"]
     lines = ["<!-- Generated by docs/results/conditional.py from the sweeps below; do not edit by hand. -->",
              "# One beta-conditional model for the whole rate plane", "",
              "```", *[line.strip() for line in __doc__.split("\n\n")[1].strip().splitlines()], "```", "",
              "The model: the paper's reference conv model on binarized MNIST with every hidden layer FiLM-modulated "
              "by an embedding of (log beta_1, log beta_2); each training example draws its betas log-uniformly in "
-             "0.1..10, independently per layer, and its rates are weighted by them (loss-conditional training, "
-             "Dosovitskiy & Djolonga 2020, per layer). Same epochs (20), optimizer, batch and seed as the separately "
-             "trained models it is compared with. One difference: the conditional model warms its betas up over "
-             "the first fifth of the epochs (the default for conditional models), while the separate models follow "
-             "the paper's hierarchical VAE (no warm-up). Without warm-up the conditional model lost z2 at every "
-             "beta in its second epoch (R(z2) = 0.00 nats at betas (0.1, 0.1), where the separate model holds 42).",
+             f"{low:g}..{high:g}, independently per layer, and its rates are weighted by them (loss-conditional "
+             f"training, Dosovitskiy & Djolonga 2020, per layer). Its training: {recipe(config)}. "
+             + WARMUP_NOTE + " Each sweep of separately trained models below has the same architecture and epochs; "
+             "their recipes differ as their headings say.",
              "", "## Cost", ""]
     for record in pages.records(args.root):
         stage = record.get("stage_seconds", {})
@@ -156,10 +206,9 @@ def main():
                      "eval_result.json; the test-set pass, shared by four points, is counted above): " +
                      ", ".join(f"{k} {v / 60:.1f} min" for k, v in sorted(per_stage.items(), key=lambda kv: -kv[1])
                                if v >= 0.05 * 60) + ".")
-    records = pages.records(args.separate)
-    runs = ", ".join(f"{r['seconds'] / 60:.1f} min for {len(r['points'].get('done', []))} points" for r in records)
-    lines.append(f"- for comparison, the {len(separate)} separately trained models of the 5x5 grid took "
-                 f"{sum(r['seconds'] for r in records) / 60:.1f} minutes in {len(records)} command(s) ({runs}).")
+    records = pages.records(args.separate[0])
+    lines.append(f"- for comparison, the {len(first)} separately trained models of `{args.separate[0]}` took "
+                 f"{sum(r['seconds'] for r in records) / 60:.1f} minutes.")
     lines += ["", "What was traded for speed in the 21x21 evaluation (the separately trained grid ran the full "
               "evaluation): probes and mutual information of the top layer z2 only (`--eval_layers=top`), logistic "
               "regression as the only probe (on samples and on means of z2, the paper's protocol), 5,000 prior "
@@ -170,10 +219,17 @@ def main():
               "Criteria: rates within 10% or 0.5 nats; distortion, PSNR and the sample-based probe accuracy within "
               "5% relative.", "",
               "The last column is the objective each model minimizes at that point, D + beta_1 R(z1|z2) + beta_2 "
-              "R(z2) in nats (lower is better): it says which of the two is the better model of that point where "
-              "they differ.", "",
-              *spot_table(separate, conditional), "![side by side](" + f"{name}/rate_planes_side_by_side.png)", "",
-              "## The 21x21 map from the conditional model", ""]
+              "R(z2) in nats (lower is better), with the conditional model's difference relative to the separate "
+              "model's: it says which of the two is the better model of that point where they differ.", ""]
+    for separate_root in args.separate:
+        lines += comparison(args.root, separate_root)
+    lines += ["![side by side](" + f"{name}/rate_planes_side_by_side.png)", ""]
+    for pair in args.also:
+        conditional_root, separate_root = pair.split(",")
+        lines += [f"## Another recipe: `{conditional_root}` ({recipe(run_config(conditional_root))})", "",
+                  "The same comparison at the spot points for a conditional model and separately trained models that "
+                  "share another training recipe.", "", *comparison(conditional_root, separate_root)]
+    lines += ["## The 21x21 map from the conditional model", ""]
     pages.write(args.out, lines, assets, figures, "The table of every point")
 
 
