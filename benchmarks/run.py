@@ -17,7 +17,9 @@ writes benchmarks/results/<machine>.json and docs/benchmarks.md (both atomically
   mutual_information  5. the mutual-information stage for N = 1,000 .. 20,000 points: seconds, peak memory.
   grid                6. grid points per hour of a small sweep with 1 and 2 local workers, and from one
                          beta-conditional model.
-(sections.py holds 3-6; epoch and evaluation need mnist.npz in --data_dir, default ../shared/data.)
+  kernels             7. the convolution kernels' time per step in each framework (profilers), against
+                         the time the step-ratio target leaves for the whole TF step.
+(sections.py holds 3-6, kernels.py 7; epoch and evaluation need mnist.npz in --data_dir, default ../shared/data.)
 
 A section is a function (context) -> dict; add one to SECTIONS to implement it.
 PyTorch is optional (`pip install .[bench]`): without it the peer is skipped, and the suite says so.
@@ -32,7 +34,7 @@ import time
 
 import numpy as np
 
-from benchmarks import CASES, flops, sections, tf_steps, timing
+from benchmarks import CASES, flops, kernels, sections, tf_steps, timing
 
 FRAMEWORKS = ("tensorflow", "torch")
 CONDITIONAL = "tensorflow_conditional"  # the TF step of the same model made beta-conditional
@@ -250,7 +252,7 @@ def contention(load):
     return flag
 
 
-SECTIONS = {"step": step_section, "flops": flops_section, **sections.SECTIONS}
+SECTIONS = {"step": step_section, "flops": flops_section, **sections.SECTIONS, "kernels": kernels.kernels_section}
 
 
 # ------------------------------------------------------------------------- output
@@ -299,7 +301,7 @@ def report_tables(results):
                        f"peak = float32 {n}x{n} matmul, best of its runs: {peaks} GFLOP/s "
                        f"(others' CPU {_cores(fl['matmul_peak_load']['other_processes_cpu_cores'])} cores)",
                        ["case", "GFLOP per step", "TF GFLOP/s", "torch GFLOP/s"], rows))
-    tables += sections.report_tables(results["sections"])
+    tables += sections.report_tables(results["sections"]) + kernels.report_tables(results["sections"])
     return tables
 
 
