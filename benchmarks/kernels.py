@@ -63,16 +63,16 @@ def _profile_tf_step(case, batch_size, rounds, threads):
     step = tf_steps.make_train_step(case, make_batch(case, batch_size))
     for _ in range(5):
         step.run()
-    logdir = tempfile.mkdtemp(prefix="hvae-kernels-")
-    tf.profiler.experimental.start(logdir)
-    started = time.perf_counter()
-    for _ in range(rounds):
-        step.run()
-    wall = (time.perf_counter() - started) / rounds
-    tf.profiler.experimental.stop()
     space = xplane_pb2.XSpace()
-    with open(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0], "rb") as f:
-        space.ParseFromString(f.read())
+    with tempfile.TemporaryDirectory(prefix="hvae-kernels-") as logdir:
+        tf.profiler.experimental.start(logdir)
+        started = time.perf_counter()
+        for _ in range(rounds):
+            step.run()
+        wall = (time.perf_counter() - started) / rounds
+        tf.profiler.experimental.stop()
+        with open(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0], "rb") as f:
+            space.ParseFromString(f.read())
     by_op = collections.Counter()
     for plane in space.planes:
         if "host" not in plane.name.lower():
@@ -119,6 +119,7 @@ def kernels_section(context):
 
 def report_tables(results):
     """[(title, headers, rows)] of section 7 (when it ran)."""
+    from benchmarks.run import _cores
     section = results.get("kernels")
     if not section or "cases" not in section:
         return []
@@ -130,7 +131,7 @@ def report_tables(results):
                      f"{e['torch_median_ms']:.1f}",
                      f"{target:.1f} ({e['target_ratio']} x torch median)" if target else "-",
                      f"{e['tf_conv_kernels_over_target_step']:.2f}" if target else "-",
-                     f"{e['other_processes_cpu_cores']:.2f}" if e["other_processes_cpu_cores"] is not None else "n/a"])
+                     _cores(e["other_processes_cpu_cores"])])
     return [(f"Convolution kernels per training step, ms (profilers, {section['rounds']} steps; TF with one "
              "inter-op thread so that its kernels run one at a time): a TF step cannot be shorter than its "
              "convolution kernels, so a ratio above 1 in the last column means the target needs faster "
