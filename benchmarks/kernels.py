@@ -36,7 +36,8 @@ def tf_conv_kernels(case, batch_size, rounds, threads):
                f"--rounds={rounds}", f"--threads={threads}"]
     done = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True)
     if done.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip().splitlines()[-1:]}")
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{' '.join(command)} failed: {last}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -160,15 +160,21 @@ def spot_table(separate, conditional):
                     f"objective at {lower} of {checked} points.", ""]
 
 
+def wall_time(root):
+    """The wall time of every launch.sweep command run on ROOT, in words: its total, then each command's."""
+    records = pages.records(root)
+    runs = ", ".join(f"{r['seconds'] / 60:.1f} min for {len(r['points'].get('done', []))} points" for r in records)
+    return (f"{sum(r['seconds'] for r in records) / 60:.1f} minutes of wall time in {len(records)} command(s) "
+            f"({runs})")
+
+
 def comparison(conditional_root, separate_root):
     """Markdown lines: one separately trained reference (its recipe, cost and spot table) against a
     conditional sweep."""
     conditional, separate = load(conditional_root), load(separate_root)
-    records = pages.records(separate_root)
-    runs = ", ".join(f"{r['seconds'] / 60:.1f} min for {len(r['points'].get('done', []))} points" for r in records)
     return [f"### Against `{separate_root}`: {recipe(run_config(separate_root))}", "",
-            f"{len(separate)} separately trained models, {sum(r['seconds'] for r in records) / 60:.1f} minutes of "
-            f"wall time in {len(records)} command(s) ({runs}).", "", *spot_table(separate, conditional)]
+            f"{len(separate)} separately trained models, {wall_time(separate_root)}.", "",
+            *spot_table(separate, conditional)]
 
 
 def main():
@@ -210,9 +216,8 @@ def main():
                      "eval_result.json; the test-set pass, shared by four points, is counted above): " +
                      ", ".join(f"{k} {v / 60:.1f} min" for k, v in sorted(per_stage.items(), key=lambda kv: -kv[1])
                                if v >= 0.05 * 60) + ".")
-    records = pages.records(args.separate[0])
     lines.append(f"- for comparison, the {len(first)} separately trained models of `{args.separate[0]}` took "
-                 f"{sum(r['seconds'] for r in records) / 60:.1f} minutes.")
+                 f"{wall_time(args.separate[0])}.")
     lines += ["", "What was traded for speed in the 21x21 evaluation (the separately trained grid ran the full "
               "evaluation): probes and mutual information of the top layer z2 only (`--eval_layers=top`), logistic "
               "regression as the only probe (on samples and on means of z2, the paper's protocol), 5,000 prior "
