@@ -481,11 +481,11 @@ def aggregate(root, figures_dir=None, num_bins=8):
 
 # ------------------------------------------------------------------ command line
 def _define_flags():
-    from absl import flags
-    flags.DEFINE_string("root", None, "The sweep's folder: run folders under it (at any depth).")
-    flags.DEFINE_string("out", None, "Folder of the figures (default: ROOT/figures).")
-    flags.DEFINE_integer("total_rate_bins", 8, "Equal-width bins of total rate: the best run per bin is marked "
-                         "in the rate plane, and the summary compares distortions within each bin.")
+    from hvae_repr.cli import define
+    define("string", "root", None, "The sweep's folder: run folders under it (at any depth).", group="aggregate")
+    define("string", "out", None, "Folder of the figures (default: ROOT/figures).", group="aggregate")
+    define("integer", "total_rate_bins", 8, "Equal-width bins of total rate: the best run per bin is marked "
+           "in the rate plane, and the summary compares distortions within each bin.", group="aggregate")
 
 
 def main(argv):
@@ -503,9 +503,8 @@ def main(argv):
 
 
 def run_main():
-    from absl import app
-    _define_flags()
-    app.run(main)
+    from hvae_repr import cli
+    cli.run(lambda flag_values: _define_flags(), lambda flag_values: main([]))
 
 
 if __name__ == "__main__":

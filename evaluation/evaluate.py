@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from typing import Callable, NamedTuple
+from typing import Callable, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from hvae_repr.trainer import library_versions
 
 @dataclasses.dataclass(frozen=True)
 class EvalOptions:
+    help_group: ClassVar[str] = "evaluation"
     betas: tuple = setting((), "The betas to evaluate a beta-conditional model at, z1 first (empty = the run's "
                                "--betas); a model trained at fixed betas is evaluated at those.", item=float)
     seed: int = setting(-1, "Seed of posterior and prior samples (-1 = the run's training seed, so that the "
@@ -81,6 +82,7 @@ NEUTRAL_SETTINGS = ("probe_jobs",)
 @dataclasses.dataclass(frozen=True)
 class EvaluateCommand:
     """The flags of `python -m evaluation.evaluate`."""
+    help_group: ClassVar[str] = "run"
     workdir: str = setting("", "Run folder of a trained model (holds config.json and checkpoints).")
     overwrite: bool = setting(False, "Replace an eval_result.json computed with other settings (by default the "
                                      "evaluation refuses, so a quick check cannot replace a full one).")
@@ -159,12 +161,14 @@ def evaluate(workdir, options=EvalOptions(), verbose=True, inp=None):
         if not result["conditional"]["betas_in_range"]:
             result["conditional"]["warning"] = (f"betas outside the training range {low:g}..{high:g}: the model "
                                                 f"extrapolates")
-    for stage in STAGES:
+    for number, stage in enumerate(STAGES, 1):
+        if verbose:
+            print(f"[evaluate] {number}/{len(STAGES)} {stage.name} ...", flush=True)
         clock = time.perf_counter()
         result[stage.name] = stage.run(inp, **{name: result[name] for name in stage.needs})
         seconds[stage.name] = time.perf_counter() - clock
         if verbose:
-            print(f"[evaluate] {stage.name}: {seconds[stage.name]:.1f} s", flush=True)
+            print(f"[evaluate] {number}/{len(STAGES)} {stage.name}: {seconds[stage.name]:.1f} s", flush=True)
     result["versions"] = library_versions()
     result["seconds"] = dict(seconds, total=sum(seconds.values()))
     return result
@@ -194,7 +198,10 @@ def main(flag_values):
             run.refuse_other_result(run.EVAL_RESULT, dataclasses.asdict(options), NEUTRAL_SETTINGS,
                                     command.overwrite)
             held.enter_context(run.lock())
+            print(f"[evaluate] loading {command.workdir} and its test set, one pass of the model ...", flush=True)
+            clock = time.perf_counter()
             inp = load_input(command.workdir, options)
+            print(f"[evaluate] loaded: {time.perf_counter() - clock:.1f} s", flush=True)
         result = evaluate(command.workdir, options, inp=inp)
         path = write_result(command.workdir, result, overwrite=True)  # checked above
     print(format_summary(result))

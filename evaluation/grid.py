@@ -16,7 +16,7 @@ import numpy as np
 
 from evaluation import evaluate as ev
 from evaluation import stages
-from hvae_repr import passes
+from hvae_repr import passes, progress
 from hvae_repr.runs import RunBusy, RunDir
 
 POINTS_PER_PASS = 4
@@ -49,17 +49,19 @@ def evaluate_grid(model_run, points, root, options=ev.EvalOptions(), log=print):
     base = ev.load_input(model_run, options, test_pass=False)  # the model and its test set
     shared = base.shared
     outcome["seconds"]["load"] = time.perf_counter() - started
+    countdown = progress.Countdown(len(todo))
     for first in range(0, len(todo), POINTS_PER_PASS):
         group = todo[first:first + POINTS_PER_PASS]
         clock = time.perf_counter()
         arrays = passes.dataset_passes(base.model, base.x, options.seed, [b for b, _ in group], options.batch_size)
         outcome["seconds"]["test_pass"] += time.perf_counter() - clock
         for (betas, folder), point_arrays in zip(group, arrays):
-            point = RunDir(folder)
+            point, point_started = RunDir(folder), time.perf_counter()
             try:
                 with point.lock():
                     if point.is_evaluated:
                         outcome["skipped"].append(folder)
+                        countdown.tick()
                         continue
                     clock = time.perf_counter()
                     point_options = dataclasses.replace(options, betas=tuple(betas))
@@ -73,9 +75,12 @@ def evaluate_grid(model_run, points, root, options=ev.EvalOptions(), log=print):
                     ev.write_result(folder, result)
                     outcome["seconds"]["write"] += time.perf_counter() - clock
                     outcome["done"].append(folder)
+                    status = "done"
             except RunBusy:
                 outcome["busy"].append(folder)
-        log(f"evaluated {len(outcome['done'])} of {len(todo)} points "
-            f"({time.perf_counter() - started:.0f} s)")
+                status = "busy"
+            countdown.tick()
+            log(f"[grid] point betas {','.join(f'{b:g}' for b in betas)} {status} in "
+                f"{progress.duration(time.perf_counter() - point_started)}; {countdown.status()}")
     outcome["seconds"]["total"] = time.perf_counter() - started
     return outcome

@@ -8,18 +8,23 @@ that reproduce a value (the sweep launcher's per-run command lines).
 """
 import contextlib
 import dataclasses
+import re
+import shutil
 import sys
+import textwrap
+import weakref
 
 from absl import app, flags
 
-_PARSERS = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, float: flags.DEFINE_float,
-            str: flags.DEFINE_string}
+_KINDS = {bool: "boolean", int: "integer", float: "float", str: "string"}
 
 
-def setting(default, help, choices=None, item=None):
-    """A dataclass field with its flag's help text, its allowed values (a registry's names) and,
-    for tuples, the type of an item."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "item": item})
+def setting(default, help, choices=None, item=None, group=None):
+    """A dataclass field with its flag's help text (its first sentence is the one line of --help), its
+    allowed values (a registry's names), for tuples the type of an item, and its heading in --help (by
+    default its dataclass's `help_group`)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "item": item,
+                                                        "group": group})
 
 
 def nested(cls, prefix=""):
@@ -35,6 +40,17 @@ def _fields(cls):
             if "help" in f.metadata or "nested" in f.metadata]
 
 
+# The heading of each of a program's own flags in its --help (flags without one, absl's and
+# TensorFlow's, are left to --helpfull).
+_GROUPS = weakref.WeakKeyDictionary()
+
+
+def define(kind, name, default, help, flag_values=flags.FLAGS, group="flags", **kwargs):
+    """flags.DEFINE_<kind> for a flag that the program's --help lists under `group`."""
+    getattr(flags, f"DEFINE_{kind}")(name=name, default=default, help=help, flag_values=flag_values, **kwargs)
+    _GROUPS[flag_values[name]] = group
+
+
 def define_flags(cls, flag_values=flags.FLAGS, prefix=""):
     """Defines one absl flag per field of `cls` (nested settings flattened), named prefix + field name."""
     defaults = cls()
@@ -43,13 +59,14 @@ def define_flags(cls, flag_values=flags.FLAGS, prefix=""):
             define_flags(inner, flag_values, prefix + field.metadata["prefix"])
             continue
         name, meta = prefix + field.name, field.metadata
+        group = meta.get("group") or getattr(cls, "help_group", "flags")
         default = getattr(defaults, field.name) if field.default is dataclasses.MISSING else field.default
         if meta.get("choices") is not None:
-            flags.DEFINE_enum(name, default, list(meta["choices"]), meta["help"], flag_values=flag_values)
+            define("enum", name, default, meta["help"], flag_values, group, enum_values=list(meta["choices"]))
         elif isinstance(default, tuple):
-            flags.DEFINE_list(name, [str(v) for v in default], meta["help"], flag_values=flag_values)
+            define("list", name, [str(v) for v in default], meta["help"], flag_values, group)
         else:
-            _PARSERS[type(default)](name, default, meta["help"], flag_values=flag_values)
+            define(_KINDS[type(default)], name, default, meta["help"], flag_values, group)
 
 
 def build(cls, **settings):
@@ -126,16 +143,64 @@ def one_line_errors():
         sys.exit(2)
 
 
-def _parse_flags(flag_values, argv):
+HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
+
+
+def _one_line(flag):
+    """A flag's meaning in one line: the first sentence of its help (without the "<a|b>: " that absl puts
+    before an enum's), and an enum's values."""
+    text = re.sub(r"^<[^>]*>:\s*", "", " ".join(flag.help.split()))
+    first = re.split(r"(?<=\.)\s+", text, maxsplit=1)[0]
+    values = getattr(flag.parser, "enum_values", None)
+    return first + (f" One of: {', '.join(values)}." if values else "")
+
+
+def _shown(flag):
+    if isinstance(flag.default, bool):
+        return str(flag.default).lower()
+    if isinstance(flag.default, list):
+        return ",".join(flag.default) or "''"
+    return "''" if flag.default in ("", None) else str(flag.default)
+
+
+def help_text(flag_values, doc=""):
+    """The program's --help: its docstring's title and usage, then each of its own flags (those defined with `define`,
+    grouped under their headings) with its default and the first sentence of its help."""
+    groups = {}
+    for name in flag_values:
+        flag = flag_values[name]
+        if name == flag.name and flag in _GROUPS:  # once per flag, not again under a short name
+            groups.setdefault(_GROUPS[flag], []).append(flag)
+    width = max(80, min(shutil.get_terminal_size().columns, 140))
+    lines = ["\n\n".join(doc.strip("\n").split("\n\n")[:2]), ""] if doc and doc.strip() else []  # title, usage
+    for group, members in groups.items():
+        lines.append(f"{group}:")
+        for flag in members:
+            lines += textwrap.wrap(f"--{flag.name}={_shown(flag)}  {_one_line(flag)}", width, initial_indent="  ",
+                                   subsequent_indent="      ", break_on_hyphens=False)
+        lines.append("")
+    lines.append("The full help of every flag, absl's and TensorFlow's included: --helpfull.")
+    return "\n".join(lines)
+
+
+def _parse_flags(flag_values, argv, doc=""):
+    """Parses argv into flag_values; --help prints help_text (exit 0), a bad flag one line (exit 2)."""
+    options = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+    if any(a in HELP_FLAGS for a in options):
+        print(help_text(flag_values, doc))
+        sys.exit(0)
     try:
         return flag_values(argv)
     except flags.Error as e:
-        print(f"error: {' '.join(str(e).split())}; see --helpfull", file=sys.stderr)
+        print(f"error: {' '.join(str(e).split())}; see --help", file=sys.stderr)
         sys.exit(2)
 
 
-def run(define, main):
+def run(define, main, doc=None):
     """Runs a program: define(flag_values) defines its flags, main(flag_values) does its work.
-    absl's app.run, but a flag that cannot be parsed is reported in one line (exit 2)."""
+    absl's app.run, but a flag that cannot be parsed is reported in one line (exit 2) and --help lists the
+    program's own flags under the docstring `doc` (by default main's module's)."""
     define(flags.FLAGS)
-    app.run(lambda argv: main(flags.FLAGS), flags_parser=lambda argv: _parse_flags(flags.FLAGS, argv))
+    if doc is None:
+        doc = getattr(sys.modules.get(main.__module__), "__doc__", "") or ""
+    app.run(lambda argv: main(flags.FLAGS), flags_parser=lambda argv: _parse_flags(flags.FLAGS, argv, doc))

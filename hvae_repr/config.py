@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+from typing import ClassVar
 
 from hvae_repr import data, likelihoods, networks
 from hvae_repr.cli import nested, setting
@@ -19,6 +20,7 @@ def _describe(registry):
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
+    help_group: ClassVar[str] = "model"  # the heading of its flags in --help
     architecture: str = setting("mlp", "Networks. " + _describe(networks.ARCHITECTURES), networks.ARCHITECTURES)
     inference: str = setting("hvae", "Top-down inference. " + _describe(networks.INFERENCES), networks.INFERENCES)
     likelihood: str = setting("bernoulli", "p(x|z1). " + _describe(likelihoods.LIKELIHOODS), likelihoods.LIKELIHOODS)
@@ -72,10 +74,11 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
+    help_group: ClassVar[str] = "training"
     dataset: str = setting("binary_digits", "Data set: " + ", ".join(data.DATASETS) +
                            ", or npz:PATH (arrays x_train, y_train, x_test, y_test). binary_digits (the "
-                           "default) needs no download.")
-    data_dir: str = setting("", "Folder with the data set's files ('' = ~/.hvae_repr/data).")
+                           "default) needs no download.", group="data")
+    data_dir: str = setting("", "Folder with the data set's files ('' = ~/.hvae_repr/data).", group="data")
     model: ModelConfig = nested(ModelConfig)
     betas: tuple = setting((), "Rate weight of each layer, z1 first: --betas=b1,b2 weights R(z1|z2) with b1 and "
                                "R(z2) with b2. Default: 1 for every layer (the ELBO). A conditional model "
@@ -102,6 +105,9 @@ class TrainConfig:
     images_every_epochs: int = setting(5, "Write reconstructions of test images and prior samples to TensorBoard "
                                           "every this many epochs, and after the last (0 = never).")
     threads: int = setting(0, "CPU threads for TensorFlow (0 = its default).")
+    log_every: int = setting(0, "Print a compact line every this many epochs, and after the first and the last "
+                                "(0 = about 20 lines per run); metrics.jsonl gets every epoch, a terminal a live "
+                                "line too.")
 
     def __post_init__(self):
         dataset_info = data.dataset_info(self.dataset)
@@ -116,6 +122,8 @@ class TrainConfig:
                              f"give one beta per layer, z1 first")
         if min(betas) < 0 or not all(math.isfinite(b) for b in betas):
             raise ValueError(f"--betas must be finite and non-negative (got {betas})")
+        if self.log_every < 0:
+            raise ValueError(f"--log_every must be at least 1, or 0 for about 20 lines per run (got {self.log_every})")
         for name in ("epochs", "batch_size", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1 (got {getattr(self, name)})")
@@ -168,4 +176,5 @@ class TrainConfig:
 
 
 # Settings that may differ when a run is resumed: they do not change what is trained.
-RESUMABLE_DIFFERENCES = ("data_dir", "threads", "checkpoint_every_secs", "images_every_epochs", "max_bad_steps")
+RESUMABLE_DIFFERENCES = ("data_dir", "threads", "checkpoint_every_secs", "images_every_epochs", "max_bad_steps",
+                         "log_every")

@@ -117,9 +117,8 @@ def export_run(workdir):
 
 
 def define(flag_values):
-    from absl import flags
-    flags.DEFINE_string("workdir", "", "Run folder to (re-)export; writes RUN/export/ (built beside the old one, "
-                        "then swapped in).", flag_values=flag_values)
+    cli.define("string", "workdir", "", "Run folder to (re-)export; writes RUN/export/ (built beside the old one, "
+               "then swapped in).", flag_values, group="run")
 
 
 def main(flag_values):

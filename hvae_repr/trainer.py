@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from hvae_repr import conditioning, io_utils, objective, passes, runs, seeds, units
+from hvae_repr import conditioning, io_utils, objective, passes, progress, runs, seeds, units
 from hvae_repr.runs import RunDir
 
 
@@ -135,13 +135,11 @@ class Trainer:
         betas = np.asarray(cfg.betas, np.float32)
         seed = tf.constant(cfg.seed, tf.int32)
         last_save, bad_in_a_row = time.time(), 0
+        # A terminal gets a live line per epoch (erased when the epoch ends); every run gets compact lines.
+        live, fit_started = progress.LiveLine(sys.stdout, enabled=self.verbose), time.time()
         for epoch in range(start_epoch, cfg.epochs):
             started = time.time()
             order = np.random.default_rng([cfg.seed, epoch]).permutation(num_train)
-            progress = None
-            if self.verbose and sys.stdout.isatty():
-                print(f"epoch {epoch + 1}/{cfg.epochs}")
-                progress = keras.utils.Progbar(steps_per_epoch)
             totals, good = {}, 0
             for i in range(steps_per_epoch):
                 step = epoch * steps_per_epoch + i
@@ -160,9 +158,8 @@ class Trainer:
                 bad_in_a_row, good = 0, good + 1
                 for key, value in out.items():
                     totals[key] = totals.get(key, 0.0) + value.numpy()
-                if progress is not None:
-                    progress.update(i + 1, [("loss", float(out["loss"])), ("D", float(out["distortion"]))] +
-                                    [(f"R(z{l + 1})", float(out[f"rate_z{l + 1}"])) for l in range(model.num_layers)])
+                if live.active:
+                    live.show(_live_text(totals, good, epoch, i, started, cfg.epochs, steps_per_epoch))
             means = {k: v / max(good, 1) for k, v in totals.items()}
             for l in range(model.num_layers):  # active over the epoch, not the mean of per-batch counts
                 means[f"active_units_z{l + 1}"] = int(objective.count_active_units(means[f"kl_per_dim_z{l + 1}"]))
@@ -180,8 +177,11 @@ class Trainer:
             if time.time() - last_save >= cfg.checkpoint_every_secs or epoch + 1 == cfg.epochs:
                 manager.save(checkpoint_number=epoch + 1)
                 last_save = time.time()
-            if progress is None:
-                self.log(_epoch_summary(line, cfg.epochs))
+            live.clear()
+            if should_log(epoch + 1, start_epoch, cfg):
+                per_epoch = (time.time() - fit_started) / (epoch + 1 - start_epoch)
+                self.log(_epoch_summary(line, cfg.epochs, steps_per_epoch / (time.time() - started),
+                                        per_epoch * (cfg.epochs - epoch - 1)))
 
         result = self._test_result(model, dataset, float(seconds_var), steps_per_epoch, int(skipped_var))
         # Export before the result file: a failed export leaves the run unfinished, so rerunning redoes it.
@@ -312,11 +312,41 @@ def _metrics_line(means, num_layers, epoch, step, seconds, warmup, skipped_in_ep
             "skipped_steps": skipped_in_epoch, "skipped_steps_total": skipped_total}
 
 
-def _epoch_summary(line, epochs):
-    rates = " ".join(f"R({k})={v:.2f}" for k, v in sorted(line["rate_nats"].items(), reverse=True))
+def log_interval(config):
+    """Epochs between two compact lines on screen: --log_every, or for 0 about 20 lines per run."""
+    return config.log_every or max(1, round(config.epochs / 20))
+
+
+def should_log(epoch, start_epoch, config):
+    """Whether epoch `epoch` (counted from 1) gets a compact line on screen: every log_interval-th epoch,
+    and always the first and the last, and the first after a resume."""
+    return epoch in (1, start_epoch + 1, config.epochs) or epoch % log_interval(config) == 0
+
+
+def _rates_text(rates):
+    """R(zL)=... R(z1)=..., top layer first."""
+    return " ".join(f"R({k})={v:.2f}" for k, v in sorted(rates.items(), key=lambda kv: int(kv[0][1:]), reverse=True))
+
+
+def _live_text(totals, good, epoch, step, started, epochs, steps_per_epoch):
+    """The live line: the epoch's running means so far, its speed and the time left."""
+    means = {k: v / max(good, 1) for k, v in totals.items()}
+    rates = {k[5:]: float(v) for k, v in means.items() if k.startswith("rate_z")}
+    speed = (step + 1) / max(time.time() - started, 1e-9)
+    steps_left = steps_per_epoch - step - 1
+    run_left = steps_left + (epochs - epoch - 1) * steps_per_epoch
+    return (f"epoch {epoch + 1}/{epochs} step {step + 1}/{steps_per_epoch}  {speed:.1f} steps/s, "
+            f"{progress.duration(steps_left / speed)} left in the epoch, about {progress.duration(run_left / speed)} "
+            f"in the run  loss={float(means.get('loss', 0)):.3f} D={float(means.get('distortion', 0)):.3f} "
+            f"{_rates_text(rates)}")
+
+
+def _epoch_summary(line, epochs, steps_per_second=None, seconds_left=None):
     skipped = f"  skipped {line['skipped_steps']} bad steps" if line["skipped_steps"] else ""
+    pace = f", {steps_per_second:.1f} steps/s" if steps_per_second else ""
+    left = f", about {progress.duration(seconds_left)} left" if seconds_left else ""
     return (f"epoch {line['epoch']}/{epochs}  loss={line['loss']:.3f}  D={line['distortion_nats']:.3f}  "
-            f"{rates} nats  ({line['train_seconds']:.1f}s){skipped}")
+            f"{_rates_text(line['rate_nats'])} nats  ({line['train_seconds']:.1f}s{pace}{left}){skipped}")
 
 
 def _truncate_metrics(path, last_epoch):

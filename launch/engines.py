@@ -8,6 +8,7 @@ import concurrent.futures
 import os
 import subprocess
 import sys
+import time
 from typing import NamedTuple
 
 from launch import point
@@ -43,14 +44,27 @@ def run_job(job):
     return STATUS[code]
 
 
-def run_local(jobs, workers):
-    """Runs the jobs in `workers` processes at a time; returns their statuses in order."""
+def timed_job(job):
+    """run_job's status and the point's wall time in seconds."""
+    started = time.time()
+    status = run_job(job)
+    return status, time.time() - started
+
+
+def run_local(jobs, workers, on_finish=None):
+    """Runs the jobs in `workers` processes at a time; returns their statuses in order.
+    on_finish(job, status, seconds) is called as each one ends (in this thread)."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(run_job, jobs))
+        futures = {pool.submit(timed_job, job): job for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            if on_finish:
+                on_finish(futures[future], *future.result())
+        return [future.result()[0] for future in futures]
 
 
-def run_ray(jobs, address):
-    """Runs each job as a Ray task asking for job.threads CPUs; returns their statuses in order.
+def run_ray(jobs, address, on_finish=None):
+    """Runs each job as a Ray task asking for job.threads CPUs; returns their statuses in order
+    (on_finish as in run_local).
 
     address: "" starts a local Ray instance with this machine's cores; "auto" or host:port joins a
     cluster (whose nodes need this package installed and the sweep's --root on a shared file system)."""
@@ -63,8 +77,14 @@ def run_ray(jobs, address):
         ray.init(address=address or None, num_cpus=None if address else os.cpu_count(),
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        task = ray.remote(run_job)
-        return ray.get([task.options(num_cpus=job.threads).remote(job) for job in jobs])
+        task = ray.remote(timed_job)
+        refs = [task.options(num_cpus=job.threads).remote(job) for job in jobs]
+        waiting, job_of = list(refs), dict(zip(refs, jobs))
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            if on_finish:
+                on_finish(job_of[ready[0]], *ray.get(ready[0]))
+        return [status for status, _ in ray.get(refs)]
     finally:
         if started_here:
             ray.shutdown()

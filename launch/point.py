@@ -10,6 +10,7 @@ import dataclasses
 import os
 import sys
 import traceback
+from typing import ClassVar
 
 from absl import logging
 
@@ -24,6 +25,7 @@ EXIT_DONE, EXIT_FAILED, EXIT_FINISHED, EXIT_BUSY = 0, 1, 10, 11
 
 @dataclasses.dataclass(frozen=True)
 class PointCommand:
+    help_group: ClassVar[str] = "point"
     evaluate: bool = setting(True, "Evaluate the run after training (python -m evaluation.evaluate's work).")
     train: TrainConfig = nested(TrainConfig)
     eval: EvalOptions = nested(EvalOptions, prefix="eval_")

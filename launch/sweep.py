@@ -17,11 +17,11 @@ import os
 import shlex
 import sys
 import time
+from typing import ClassVar
 
-from absl import flags
 
 from evaluation.evaluate import EvalOptions
-from hvae_repr import cli, io_utils
+from hvae_repr import cli, io_utils, progress
 from hvae_repr.cli import nested, setting
 from hvae_repr.config import TrainConfig
 from hvae_repr.runs import RunDir
@@ -33,6 +33,7 @@ SWEEP_RECORD = "sweep.json"
 
 @dataclasses.dataclass(frozen=True)
 class SweepCommand:
+    help_group: ClassVar[str] = "sweep"
     root: str = setting("", "The sweep's folder; each grid point gets a run folder in it.")
     workers: int = setting(1, "Points run at once (local engine); each point's process gets cores // workers "
                               "threads unless --threads is given.")
@@ -42,7 +43,7 @@ class SweepCommand:
                                    "instance with this machine's cores).")
     dry_run: bool = setting(False, "Print each point's run folder and full command, one line per point, and exit.")
     index: int = setting(-1, "Run only the point with this index (0-based; z1's beta varies slowest): one task of "
-                             "a batch scheduler's array job. -1 = every point.")
+                             "a batch scheduler's array job; -1 = every point.")
     evaluate: bool = setting(True, "Evaluate each point after training it.")
     conditional: bool = setting(False, "Train one beta-conditional model (ROOT/model, --conditional_betas, "
                                        "trained for the betas in --beta_range) and evaluate it at every grid point, "
@@ -54,8 +55,8 @@ class SweepCommand:
 def define(flag_values):
     cli.define_flags(SweepCommand, flag_values)
     for layer in range(1, MAX_LAYERS + 1):
-        flags.DEFINE_string(f"betas_{layer}", "", f"Betas of layer z{layer}: a comma-separated list or "
-                            f"logspace:LOW,HIGH,N.", flag_values=flag_values)
+        cli.define("string", f"betas_{layer}", "", f"Betas of z{layer}: a list or logspace:LOW,HIGH,N.",
+                   flag_values, group="sweep")
 
 
 def command_from_flags(flag_values):
@@ -96,18 +97,35 @@ def plan(command, beta_texts, cores=None):
     return jobs
 
 
-def sweep(command, jobs, log=print):
+def say(text):
+    print(text, flush=True)  # a sweep's output often goes to a file: each line when it happens
+
+
+def sweep(command, jobs, log=say):
     """Runs the jobs that have not finished; returns {status: [job, ...]} (done, skipped, busy, failed)."""
     pending = [j for j in jobs if not point.is_finished(RunDir(j.workdir), command.evaluate)]
     outcome = {"done": [], "skipped": [j for j in jobs if j not in pending], "busy": [], "failed": []}
     log(f"{len(jobs)} points, {len(outcome['skipped'])} finished already, running {len(pending)} "
         f"({command.engine} engine)")
     if pending:
-        statuses = (engines.run_ray(pending, command.ray_address) if command.engine == "ray"
-                    else engines.run_local(pending, command.workers))
+        report = point_reporter(len(pending), log)
+        statuses = (engines.run_ray(pending, command.ray_address, report) if command.engine == "ray"
+                    else engines.run_local(pending, command.workers, report))
         for job, status in zip(pending, statuses):
             outcome[status].append(job)
     return outcome
+
+
+def point_reporter(total, log=say):
+    """on_finish for the engines: one line per finished point, with the points left and the time left."""
+    countdown = progress.Countdown(total)
+
+    def report(job, status, seconds):
+        countdown.tick()
+        betas = ",".join(f"{b:g}" for b in job.betas)
+        log(f"[sweep] point {job.index} (betas {betas}) {status} in {progress.duration(seconds)}; "
+            f"{countdown.status()}")
+    return report
 
 
 def model_job(command, cores=None):
@@ -119,7 +137,7 @@ def model_job(command, cores=None):
     return engines.Job(index=-1, workdir=train.workdir, argv=tuple(argv), threads=threads)
 
 
-def conditional_sweep(command, jobs, log=print):
+def conditional_sweep(command, jobs, log=say):
     """Trains the one conditional model (a point process like any other, without evaluation), then
     evaluates it at the grid's points in this process (evaluation.grid); returns {status: [job, ...]} of
     the points like `sweep` (the model's job listed as failed if its training failed), and "seconds"."""
@@ -127,7 +145,8 @@ def conditional_sweep(command, jobs, log=print):
     model = model_job(command)
     log(f"{len(jobs)} points of one beta-conditional model ({model.workdir})")
     started = time.time()
-    trained = engines.run_local([model], 1)[0]
+    trained = engines.run_local([model], 1, lambda job, status, seconds: log(
+        f"[sweep] the conditional model: {status} in {progress.duration(seconds)}"))[0]
     outcome = {"done": [], "skipped": [], "busy": [], "failed": [], "seconds": {"model": time.time() - started}}
     if trained != "done" and trained != "skipped":
         outcome["failed" if trained == "failed" else trained] = [model]

@@ -61,7 +61,7 @@ CASES = [
     ("train", ["--workdir={run}", *TINY, "--betas=2,1"], ["holds a run with other settings", "betas: 1,1 there vs 2,1 now"]),
     ("train", ["--workdir={empty}", "--betas=1,1,1"], ["--betas has 3 values but --latent_dims has 2 layers"]),
     ("train", ["--workdir={empty}", "--betas=one,two"], ["--betas must be a comma-separated list of float"]),
-    ("train", ["--workdir={empty}", "--architecture=resnet"], ["architecture", "mlp", "conv", "--helpfull"]),
+    ("train", ["--workdir={empty}", "--architecture=resnet"], ["architecture", "mlp", "conv", "see --help"]),
     ("train", ["--workdir={empty}", "--nonsense=1"], ["nonsense"]),
     ("train", ["--workdir={empty}", "--epochs=0"], ["--epochs must be at least 1"]),
     ("train", ["--workdir={empty}", "--gaussian_sigma=-1"], ["--gaussian_sigma must be positive"]),
@@ -139,3 +139,50 @@ def test_settings_build_from_flat_names_and_back_to_flags():
     assert cli.to_argv(config)[:2] == ["--dataset=digits", "--likelihood=gaussian"]
     with pytest.raises(ValueError, match="unknown settings colour"):
         cli.build(TrainConfig, colour="red")
+
+
+def _help(define, main, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_in_process(define, main, ["program", "--epochs=3", "--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_lists_each_programs_own_flags_with_defaults_grouped(capsys):
+    from evaluation.evaluate import EvaluateCommand
+    from hvae_repr.config import TrainConfig
+    from launch import point, sweep
+
+    def names(cls, prefix=""):
+        return [prefix + name for name, _ in cli._flat_fields(cls)]
+    expected = {  # program: (its flags, its headings in order)
+        "train": (train, names(TrainConfig), ["data", "model", "training"]),
+        "evaluate": (evaluate, names(EvaluateCommand), ["run", "evaluation"]),
+        "export": (export, ["workdir"], ["run"]),
+        "sweep": (sweep, names(sweep.SweepCommand) + [f"betas_{l}" for l in range(1, 10)],
+                  ["sweep", "data", "model", "training", "evaluation"]),
+        "point": (point, names(point.PointCommand), ["point", "data", "model", "training", "evaluation"])}
+    for program, (module, flag_names, headings) in expected.items():
+        text = _help(module.define, module.main, capsys)
+        listed = [line.split()[0].split("=")[0][2:] for line in text.splitlines() if line.startswith("  --")]
+        assert sorted(listed) == sorted(flag_names) and len(set(listed)) == len(listed), program  # each once
+        assert [line[:-1] for line in text.splitlines() if line and not line.startswith(" ")
+                and line.endswith(":")] == headings, text
+        assert "--helpfull" in text.splitlines()[-1]
+    text = _help(train.define, train.main, capsys)
+    assert "  --epochs=300  Training epochs." in text and "  --architecture=mlp  Networks. One of: mlp, conv." in text
+    assert "  --conditional_betas=false  " in text and "  --beta_range=0.1,10.0  " in text
+    assert "python -m hvae_repr.train" not in text  # in process no docstring is passed: flags only
+
+
+@pytest.mark.parametrize("module", ["hvae_repr.train", "evaluation.aggregate"])
+def test_help_of_a_real_program_shows_its_usage_and_not_absls_or_tensorflows_flags(module):
+    proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[2].strip().startswith(f"python -m {module}")  # the docstring's title and usage first
+    flags_listed = [line.split("=")[0].strip() for line in lines if line.startswith("  --")]
+    assert flags_listed and not [f for f in flags_listed if f[2:] in ("logtostderr", "alsologtostderr", "verbosity",
+                                                                       "helpfull", "only_check_args")]
+    assert ("  --root=''  The sweep's folder" if module == "evaluation.aggregate" else "  --epochs=300") in proc.stdout

@@ -126,6 +126,12 @@ def test_sweep_skips_finished_points_resumes_an_interrupted_one_and_survives_a_f
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "done 1, skipped (finished already) 0, busy (run by another launcher) 0, failed 1" in proc.stdout
     assert f"failed: point 1 {broken.workdir}: " in proc.stdout and "not empty but holds no config.json" in proc.stdout
+    # One line per finished point as it ends: its status, wall time, the points left and the time left.
+    progress = sorted(line for line in proc.stdout.splitlines() if line.startswith("[sweep] point"))
+    assert len(progress) == 2 and "point 0 (betas 0.5,1) done in " in progress[0], proc.stdout
+    assert "point 1 (betas 2,1) failed in " in progress[1], proc.stdout
+    assert sum("1 of 2 finished, 1 left, about " in line for line in progress) == 1
+    assert sum(line.endswith("2 of 2 finished, 0 left") for line in progress) == 1
     run = RunDir(interrupted.workdir)
     assert run.is_trained and run.is_evaluated
     with open(run.file(run.LOG)) as f:
@@ -186,6 +192,8 @@ def test_conditional_sweep_trains_one_model_and_writes_a_folder_per_point(tmp_pa
                       classifiers)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "done 2, skipped (finished already) 0" in proc.stdout
+    assert "[sweep] the conditional model: done in " in proc.stdout
+    assert "[grid] point betas 0.5,1 done in " in proc.stdout and "1 of 2 finished, 1 left, about" in proc.stdout
     model = RunDir(root / "model")
     assert model.is_trained and model.read_config().model.conditional_betas and not model.is_evaluated
     assert model.read_config().kl_warmup_epochs == 1

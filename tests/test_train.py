@@ -286,6 +286,7 @@ def test_kill_during_a_checkpoint_write_then_resume_gives_the_uninterrupted_resu
     result = train.train(train_config(workdir=workdir, **SMALL), verbose=True)
     out = capsys.readouterr().out
     assert "ckpt-2 is unreadable" in out and "resuming" in out and "ckpt-1" in out
+    assert "\r" not in out and "epoch 2/3  loss=" in out and "epoch 3/3  loss=" in out  # no terminal: no live line
     assert result["test"] == finished[1]["test"]
     for a, b in zip(weights(workdir), weights(finished[0])):
         np.testing.assert_array_equal(a, b)
@@ -302,3 +303,39 @@ def test_the_betas_trade_information_between_the_layers(tmp_path):
         rates[betas] = {k: v["mean"] for k, v in result["test"]["rate_nats"].items()}
     cheap_z1, cheap_z2 = rates[(0.1, 10.0)], rates[(10.0, 0.1)]
     assert cheap_z1["z1"] > 2 * cheap_z2["z1"] and cheap_z2["z2"] > 2 * cheap_z1["z2"], rates
+
+
+class _Terminal:
+    """A stdout that says it is a terminal, and keeps what is written."""
+    def __init__(self):
+        self.text = ""
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_progress_is_a_live_line_on_a_terminal_and_a_compact_line_every_log_every_epochs(tmp_path, monkeypatch):
+    import sys
+    from hvae_repr import trainer
+    assert [e for e in range(1, 301) if trainer.should_log(e, 0, train_config(epochs=300))] == \
+        [1] + list(range(15, 301, 15))  # the default: about 20 lines per run
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setenv("COLUMNS", "300")  # the live line is cut at the terminal's width
+    monkeypatch.setattr(trainer.progress.time, "monotonic", lambda c=iter(range(10 ** 6)): next(c))  # no throttle
+    workdir = str(tmp_path / "run")
+    train.train(train_config(workdir=workdir, **{**SMALL, "epochs": 4, "log_every": 3}), verbose=True)
+    out = terminal.text
+    live = [part for part in out.split("\r") if part.startswith("\033[Kepoch 2/4 step")]
+    assert live and "loss=" in live[-1] and "D=" in live[-1] and "R(z2)=" in live[-1] and "R(z1)=" in live[-1]
+    assert "steps/s" in live[-1] and "left in the epoch" in live[-1] and "in the run" in live[-1]
+    compact = [line.split("\033[K")[-1] for line in out.splitlines() if "  loss=" in line and " nats  (" in line]
+    assert [line.split()[1] for line in compact] == ["1/4", "3/4", "4/4"], out  # epoch 2 only in metrics.jsonl
+    assert "steps/s" in compact[0] and "left)" in compact[0] and "left" not in compact[-1].split("(")[-1]
+    assert [line["epoch"] for line in lines(workdir)] == [1, 2, 3, 4]
