@@ -54,6 +54,8 @@ class EvalOptions:
     classifier_min_steps: int = setting(1000, "Train the reference classifier for at least this many steps "
                                               "(more epochs on small sets).")
     classifier_max_train: int = setting(0, "Train the reference classifier on at most N examples (0 = all).")
+    figures: bool = setting(True, "Draw RUN/figures/: reconstructions, prior samples, and for each layer samples "
+                                  "with only that layer drawn anew (image data only; evaluation/model_figures.py).")
 
     def __post_init__(self):
         for name in ("batch_size", "num_generated", "score_splits", "classifier_epochs"):
@@ -76,7 +78,7 @@ class EvalOptions:
 
 
 # Settings that change no number of the result (left out of the overwrite check).
-NEUTRAL_SETTINGS = ("probe_jobs",)
+NEUTRAL_SETTINGS = ("probe_jobs", "figures")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +107,7 @@ STAGES = (
     Stage("reference_classifier", stages.reference_classifier_info),
     Stage("reconstruction", stages.reconstruction),
     Stage("generation", stages.generation),
+    Stage("figures", stages.figures),
 )
 
 
@@ -142,12 +145,13 @@ def load_input(workdir, options, test_pass=True):
 
 
 def evaluate(workdir, options=EvalOptions(), verbose=True, inp=None):
-    """Evaluates the finished run in `workdir`; returns the result dict (does not write it).
+    """Evaluates the finished run in `workdir`; returns the result dict (does not write it; the figures
+    stage writes workdir/figures/).
 
     inp: load_input(workdir, options) when the caller has it already.
     """
     started = time.perf_counter()
-    inp = inp or load_input(workdir, options)
+    inp = dataclasses.replace(inp or load_input(workdir, options), folder=os.path.abspath(workdir))
     seconds = {"load_and_test_pass": time.perf_counter() - started}
     result = {"workdir": os.path.abspath(workdir), "dataset": inp.dataset.name,
               "num_test_examples": int(len(inp.labels)), "num_classes": int(inp.dataset.num_classes),
@@ -237,6 +241,11 @@ def format_summary(result):
     for section in ("reconstruction", "generation"):
         if "warning" in result[section]:
             lines.append(f"  warning: {result[section]['warning']}")
+    drawn = result.get("figures", {})
+    if drawn.get("status") == "drawn":
+        lines.append(f"  figures: {', '.join(drawn['files'].values())} (in {result['workdir']})")
+    elif drawn:
+        lines.append(f"  figures {drawn['status']}: {drawn['reason']}")
     lines.append(f"  {result['seconds']['total']:.1f} s")
     return "\n".join(lines)
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
-from evaluation import bounds, image_quality, mutual_information, probes, reference_classifier
+from evaluation import bounds, image_quality, model_figures, mutual_information, probes, reference_classifier
 from hvae_repr import batching, likelihoods, passes, seeds
 from hvae_repr.passes import mean_stderr
 
@@ -35,6 +35,7 @@ class EvalInput:
     seed: int
     betas: tuple          # the evaluated point (a conditional model's input; an ordinary model's own)
     shared: dict = dataclasses.field(default_factory=dict)
+    folder: str = ""      # the run folder the result goes to (figures/ is written there)
 
     @property
     def latent_names(self):
@@ -196,6 +197,13 @@ def reconstruction(inp):
         **_classifier_trust(inp),
         "settings": {"reconstruction": "mean of p(x|z1) at posterior means through every layer",
                      "num_images": int(len(inp.labels))}}
+
+
+def figures(inp):
+    """RUN/figures/: reconstructions, prior samples and what each layer encodes (evaluation.model_figures)."""
+    if not inp.options.figures:
+        return {"status": "off", "reason": "pass --figures to draw them"}
+    return model_figures.write_figures(inp.model, inp.x, inp.seed, inp.betas, inp.folder)
 
 
 def prior_samples(model, n, batch_size, seed, betas=None):

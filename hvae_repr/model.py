@@ -108,12 +108,14 @@ class HierarchicalVAE(keras.Model):
     def _draw(self, dist, seed, use_mean):
         return dist.mean() if use_mean else dist.sample(seed=seed)
 
-    def posteriors(self, x, seed=None, use_mean=False, temperature=None, betas=None):
+    def posteriors(self, x, seed=None, use_mean=False, temperature=None, betas=None, from_prior=()):
         """Top-down inference. Returns one LayerPosterior per layer, z1 first.
 
         use_mean: pass each layer's posterior mean (the mode for a categorical
         top) to the layer below instead of a sample. temperature: Gumbel-softmax
         temperature of a categorical top in training; None gives hard one-hot samples.
+        from_prior: indices of layers whose z is drawn from p(z_l | z_{l+1}) instead (the
+        layers below then infer from it), to show what a layer encodes.
         """
         x = tf.convert_to_tensor(x, tf.float32)
         batch = tf.shape(x)[0]
@@ -142,6 +144,8 @@ class HierarchicalVAE(keras.Model):
                 if self.model_config.inference == "ladder" and not top:
                     q = ladder_merge(q, p)
                 z = self._draw(q, seeds[l], use_mean)
+            if l in from_prior:
+                z = p.sample(seed=seeds[l])
             result[l] = LayerPosterior(q, p, z)
             z_above = z
         return result
@@ -204,11 +208,12 @@ class HierarchicalVAE(keras.Model):
     def reconstruct(self, x, betas=None):
         return self.decode(self.posteriors(x, use_mean=True, betas=betas)[0].z, betas)
 
-    def sample(self, n, seed, betas=None):
-        """Ancestral samples z ~ p(z), returned as the mean of p(x | z1)."""
+    def sample(self, n, seed, betas=None, top=None):
+        """Ancestral samples z ~ p(z), returned as the mean of p(x | z1); top: [n, d_L] values of the top
+        layer to start from instead of draws from p(z_L) (e.g. one category of a categorical top)."""
         seeds = tfp.random.split_seed(seed, n=self.num_layers)
         embedding = self._embedding(betas, n)
-        z = self._draw(self._top_prior(n), seeds[-1], use_mean=False)
+        z = self._draw(self._top_prior(n), seeds[-1], use_mean=False) if top is None else tf.convert_to_tensor(top)
         for l in reversed(range(self.num_layers - 1)):
             z = self._conditional_prior(l, z, embedding).sample(seed=seeds[l])
         return self.decode(z, betas)

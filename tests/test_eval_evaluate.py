@@ -71,8 +71,15 @@ def test_command_line_on_tiny_run_writes_every_field(tiny_run, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "wrote" in proc.stdout
+    # Each stage is named as it starts and timed as it ends.
+    stages_run = [s.name for s in ev.STAGES]
+    assert f"[evaluate] 1/{len(stages_run)} rates ...\n" in proc.stdout
+    assert f"[evaluate] {len(stages_run)}/{len(stages_run)} figures: " in proc.stdout
     with open(RunDir(tiny_run).file(RunDir.EVAL_RESULT)) as f:
         result = json.load(f)
+    assert result["figures"]["status"] == "drawn" and "resample_z2" in result["figures"]["files"]
+    for relative in result["figures"]["files"].values():  # recorded relative to the run folder
+        assert os.path.getsize(os.path.join(tiny_run, relative)) > 1000
     assert not [n for n in os.listdir(tiny_run) if n.startswith(".tmp")]
     layers = result["latent_names"]
     assert layers == ["z1", "z2"]

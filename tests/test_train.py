@@ -172,11 +172,25 @@ def test_derived_run_name_holds_every_setting_that_changes_the_run():
     assert parsed("--threads=1", "--data_dir=/elsewhere", "--checkpoint_every_secs=5").workdir == base.workdir
 
 
-def test_categorical_top_layer_trains(tmp_path):
+def test_categorical_top_layer_trains(tmp_path, monkeypatch):
     result = train.train(train_config(workdir=str(tmp_path / "cat"), top_latent="categorical",
                                       **{**SMALL, "latent_dims": (6, 10), "epochs": 1}), verbose=False)
     assert np.isfinite(result["test"]["neg_elbo_nats"]["mean"])
     assert 0 <= result["test"]["rate_nats"]["z2"]["mean"] <= np.log(10) + 1e-4
+    # Its figures get one row of samples per category.
+    from evaluation import model_figures
+    from hvae_repr import data
+    model, config = RunDir(str(tmp_path / "cat")).load_model()
+    drawn, draw = {}, model_figures.draw_grid
+    monkeypatch.setattr(model_figures, "draw_grid", lambda path, images, columns, title, rows=(), *a: (
+        drawn.setdefault(os.path.basename(path), (len(images), columns, rows)), draw(path, images, columns, title,
+                                                                                    rows, *a)))
+    section = model_figures.write_figures(model, data.load_dataset("digits", None).x_test[:8], 0, config.betas,
+                                          str(tmp_path / "cat"))
+    per_row = model_figures.NUM_RESAMPLES
+    assert drawn["samples_by_category.png"] == (10 * per_row, per_row, [f"z2={k}" for k in range(10)])
+    assert section["files"]["samples_by_category"] == "figures/samples_by_category.png"
+    assert os.path.getsize(tmp_path / "cat" / section["files"]["samples_by_category"]) > 1000
 
 
 def test_tensorboard_shows_rates_in_nats_and_bits(finished):
