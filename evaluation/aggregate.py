@@ -9,6 +9,7 @@ is not searched further). Writes, each atomically and replacing earlier ones:
     DIR/results.csv, DIR/results.json   one row per run folder (columns below)
     DIR/figures/*.png                   (or --out) see evaluation/figures.py
     DIR/summary.md                      best run per metric, bound flags, cross-run claims
+    DIR/report.html                     all of it on one self-contained page (evaluation/report.py)
 
 Columns, in this order (the rule is stable, so a column's name says where its number comes from):
 - run (folder relative to DIR), status (evaluated | trained: not evaluated | failed: error.txt,
@@ -476,7 +477,8 @@ def aggregate(root, figures_dir=None, num_bins=8):
     drawn, notes = figures.draw_all(rows, figures_dir or os.path.join(root, FIGURES), num_bins)
     summary = os.path.join(root, SUMMARY)
     io_utils.write_text_atomic(summary, summarize(rows, num_bins, notes))
-    return written + drawn + [summary]
+    from evaluation import report
+    return written + drawn + [summary, report.write_report(root, rows, drawn, notes)]
 
 
 # ------------------------------------------------------------------ command line
