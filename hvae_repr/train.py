@@ -5,7 +5,7 @@
 --betas and --latent_dims are listed from z1 (next to the data) up: --betas=b1,b2
 weights R(z1|z2) with b1 and R(z2) with b2. Rerunning the same command with the same
 workdir resumes from the last checkpoint; a finished run is not trained again.
-The flags are TrainConfig's fields (hvae_repr.config); --helpfull lists them.
+The flags are TrainConfig's fields (hvae_repr.config); --help lists them.
 """
 import contextlib
 
