@@ -54,10 +54,12 @@ def draw_grid(path, images, columns, title, row_labels=(), column_labels=(), cel
     """Writes one PNG of `images` tiled in `columns` columns, with a title and optional row/column labels."""
     grid = tile(images, columns)
     rows = -(-len(images) // columns)
-    fig = Figure(figsize=(columns * cell_inches + (1.4 if row_labels else 0.4), rows * cell_inches + 0.9),
-                 layout="constrained")
+    # Margins in inches (a fixed layout: a constrained one draws every figure twice).
+    left, right, top, bottom = (0.9 if row_labels else 0.15), 0.15, 0.55, (0.3 if column_labels else 0.1)
+    width, height = columns * cell_inches + left + right, rows * cell_inches + top + bottom
+    fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    ax = fig.add_axes((left / width, bottom / height, 1 - (left + right) / width, 1 - (top + bottom) / height))
     ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0.0, vmax=1.0,
               interpolation="nearest")
     h, w = np.asarray(images).shape[1:3]
