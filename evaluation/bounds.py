@@ -70,6 +70,17 @@ def fano_inverse(information_nats, prior, iterations=60):
     return np.where(info >= entropy(p), 1.0, low)[()]
 
 
+def minimum_information(accuracy, prior):
+    """T2 turned around: the least information I(y; z_L) (and so the least E[R(z_L)], which bounds it
+    from above) at which a classifier of z_L can reach `accuracy`: max(f(a), 0) for a >= 1/M, 0 below.
+    Below it no classifier reaches `accuracy` (fano_inverse(I) < accuracy for every I < this value)."""
+    a = np.asarray(accuracy, dtype=np.float64)
+    if np.any((a < 0) | (a > 1)) or not np.all(np.isfinite(a)):
+        raise ValueError(f"an accuracy must lie in [0, 1] (got {accuracy})")
+    m = len(np.asarray(prior))
+    return np.where(a <= 1.0 / max(m, 1), 0.0, np.maximum(fano_f(np.maximum(a, 1.0 / max(m, 1)), prior), 0.0))[()]
+
+
 def binomial_interval(num_correct, num_total, confidence=0.99):
     """Clopper-Pearson (exact) confidence interval of a success fraction."""
     ci = stats.binomtest(int(num_correct), int(num_total)).proportion_ci(confidence, method="exact")

@@ -16,7 +16,7 @@ import numpy as np
 
 import hvae_repr  # noqa: F401  (sets TF environment variables before TF loads)
 from evaluation import probes, stages
-from hvae_repr import cli, io_utils, passes
+from hvae_repr import cli, io_utils, passes, rate_targets
 from hvae_repr.cli import nested, setting
 from hvae_repr.runs import RunDir
 from hvae_repr.trainer import library_versions
@@ -173,6 +173,7 @@ def evaluate(workdir, options=EvalOptions(), verbose=True, inp=None):
         seconds[stage.name] = time.perf_counter() - clock
         if verbose:
             print(f"[evaluate] {number}/{len(STAGES)} {stage.name}: {seconds[stage.name]:.1f} s", flush=True)
+    rate_targets.annotate_evaluation(result, inp.config, workdir)  # a --target_rates run: its final betas
     result["versions"] = library_versions()
     result["seconds"] = dict(seconds, total=sum(seconds.values()))
     return result

@@ -10,7 +10,7 @@ import math
 import os
 from typing import ClassVar
 
-from hvae_repr import data, likelihoods, networks
+from hvae_repr import data, likelihoods, networks, rate_targets
 from hvae_repr.cli import nested, setting
 
 
@@ -41,7 +41,8 @@ class ModelConfig:
                                              "(FiLM of its hidden layers); evaluate it at any betas "
                                              "(python -m evaluation.evaluate --betas=...).")
     beta_range: tuple = setting((0.1, 10.0), "LOW,HIGH: the betas a conditional model is trained for (the paper's "
-                                             "grid spans 0.1,10).", item=float)
+                                             "grid spans 0.1,10), and the range --target_rates keeps its betas in.",
+                                item=float)
     input_shape: tuple = ()  # from the data set; not a flag
 
     def __post_init__(self):
@@ -84,6 +85,16 @@ class TrainConfig:
                                "R(z2) with b2. Default: 1 for every layer (the ELBO). A conditional model "
                                "(--conditional_betas) trains for every beta and reports its test set at these.",
                            item=float)
+    target_rates: tuple = setting((), "Train to these rates instead of fixed betas: nats per example, z1 first, "
+                                      "- for a layer whose beta stays at its --betas value (e.g. 40,-). Each "
+                                      "targeted beta starts at its --betas value and is adapted during training "
+                                      "by dual ascent on log beta (hvae_repr.rate_targets), inside --beta_range.",
+                                  item=str)
+    target_dual_step: float = setting(0.003, "--target_rates: step of the dual ascent on log beta per training "
+                                             "step, per unit of log((rate average + 1) / (target + 1)): a time "
+                                             "constant of about 1/step = 330 steps.")
+    target_rate_decay: float = setting(0.99, "--target_rates: decay of the moving average of each layer's batch "
+                                             "rate (0.99: about the last 100 steps).")
     epochs: int = setting(300, "Training epochs.")
     batch_size: int = setting(256, "Training batch size (the last partial batch of an epoch is dropped).")
     learning_rate: float = setting(3e-4, "Adam learning rate.")
@@ -92,7 +103,7 @@ class TrainConfig:
                                "with the same workdir resumes.")
     kl_warmup_epochs: int = setting(-1, "Epochs over which every beta rises linearly from 0 (0 = off; -1 = the "
                                         "paper's: off for hvae, the first fifth of the epochs for ladder; the "
-                                        "first fifth for a beta-conditional model too).")
+                                        "first fifth for a beta-conditional model and with --target_rates too).")
     gumbel_temperature: float = setting(1.0, "Categorical top layer: initial Gumbel-softmax temperature.")
     gumbel_min_temperature: float = setting(0.4, "Categorical top layer: lowest Gumbel-softmax temperature.")
     gumbel_anneal_rate: float = setting(0.007, "Temperature max(min, initial * exp(-rate * t)), t counted in "
@@ -122,6 +133,9 @@ class TrainConfig:
                              f"give one beta per layer, z1 first")
         if min(betas) < 0 or not all(math.isfinite(b) for b in betas):
             raise ValueError(f"--betas must be finite and non-negative (got {betas})")
+        object.__setattr__(self, "target_rates", rate_targets.parse_targets(self.target_rates, model.num_layers))
+        if self.target_rates:
+            rate_targets.check_config(self)
         if self.log_every < 0:
             raise ValueError(f"--log_every must be at least 1, or 0 for about 20 lines per run (got {self.log_every})")
         for name in ("epochs", "batch_size", "max_bad_steps"):
@@ -132,7 +146,9 @@ class TrainConfig:
         if self.kl_warmup_epochs < 0:
             # A conditional model without warm-up loses its top layer at every beta in its second epoch
             # (measured on binarized MNIST, docs/results/conditional.md), so it warms up like the ladder.
-            warm = model.inference == "ladder" or model.conditional_betas
+            # Target rates too: the betas adapt only after the warm-up, once the model has learned enough that
+            # its rates answer to them (without it, they chase the untrained model's low rates and overshoot).
+            warm = model.inference == "ladder" or model.conditional_betas or bool(self.target_rates)
             object.__setattr__(self, "kl_warmup_epochs", round(0.2 * self.epochs) if warm else 0)
         if not 0 < self.gumbel_min_temperature <= self.gumbel_temperature:
             raise ValueError("--gumbel_min_temperature must be positive and at most --gumbel_temperature")
@@ -148,6 +164,9 @@ class TrainConfig:
         for name in RESUMABLE_DIFFERENCES + ("workdir",):
             values.pop(name)
         values["model"].pop("input_shape")  # follows from the data set
+        if not self.target_rates:  # the dual ascent's settings matter only with targets (run names stay as they were)
+            for name in TARGET_SETTINGS:
+                values.pop(name)
         return values
 
     def run_name(self):
@@ -157,6 +176,8 @@ class TrainConfig:
         words = [self.dataset.replace(os.sep, "_").replace(":", "_"), m.architecture, m.inference, m.likelihood,
                  "z" + "-".join(map(str, m.latent_dims)), m.top_latent,
                  "betas" + "-".join(f"{b:g}" for b in self.betas), f"seed{self.seed}"]
+        if self.target_rates:
+            words.insert(-1, "rates" + "-".join(t.replace(rate_targets.FIXED, "x") for t in self.target_rates))
         digest = hashlib.sha1(json.dumps(self.result_settings(), sort_keys=True).encode()).hexdigest()[:8]
         return "_".join(words + [digest])
 
@@ -174,6 +195,8 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(model=ModelConfig(**model), **{k: v for k, v in values.items() if k in known})
 
+
+TARGET_SETTINGS = ("target_rates", "target_dual_step", "target_rate_decay")
 
 # Settings that may differ when a run is resumed: they do not change what is trained.
 RESUMABLE_DIFFERENCES = ("data_dir", "threads", "checkpoint_every_secs", "images_every_epochs", "max_bad_steps",

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from hvae_repr import conditioning, io_utils, objective, passes, progress, runs, seeds, units
+from hvae_repr import conditioning, io_utils, objective, passes, progress, rate_targets, runs, seeds, units
 from hvae_repr.runs import RunDir
 
 
@@ -115,10 +115,12 @@ class Trainer:
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         seconds_var = tf.Variable(0.0, dtype=tf.float64, trainable=False)
         skipped_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.rate_targets = targets = rate_targets.make_controller(cfg)  # None without --target_rates
+        targeted = {"rate_targets": targets} if targets is not None else {}
 
         def make_checkpoint():
             return tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
-                                       train_seconds=seconds_var, skipped_steps=skipped_var)
+                                       train_seconds=seconds_var, skipped_steps=skipped_var, **targeted)
         checkpoint = make_checkpoint()
         manager = tf.train.CheckpointManager(checkpoint, run.file(run.CHECKPOINTS), max_to_keep=2)
         if run.checkpoints():
@@ -145,6 +147,8 @@ class Trainer:
                 step = epoch * steps_per_epoch + i
                 warmup = min(1.0, (step + 1) / (cfg.kl_warmup_epochs * steps_per_epoch)) if cfg.kl_warmup_epochs else 1.0
                 batch = dataset.x_train[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
+                if targets is not None:
+                    betas = targets.betas()
                 # A conditional model draws each example's betas in the step; these then only scale them.
                 scale = np.full(model.num_layers, warmup, np.float32) if model.conditional else betas * warmup
                 out = step_fn(batch, seed, tf.constant(step, tf.int32), scale,
@@ -156,6 +160,8 @@ class Trainer:
                         raise TrainingDiverged(_divergence_message(out, step, bad_in_a_row, run, epoch_var))
                     continue
                 bad_in_a_row, good = 0, good + 1
+                if targets is not None:  # the dual step: the betas follow the rates (not during the warm-up)
+                    targets.update([out[f"rate_z{l + 1}"] for l in range(model.num_layers)], adapt=warmup >= 1.0)
                 for key, value in out.items():
                     totals[key] = totals.get(key, 0.0) + value.numpy()
                 if live.active:
@@ -168,9 +174,13 @@ class Trainer:
             # The line goes first: after a crash before the checkpoint, resuming drops it and trains again.
             line = _metrics_line(means, model.num_layers, epoch + 1, (epoch + 1) * steps_per_epoch,
                                  float(seconds_var), warmup, steps_per_epoch - good, int(skipped_var))
+            if targets is not None:
+                line.update(targets.record())
             io_utils.append_jsonl(metrics_file, line)
             with writer.as_default(step=(epoch + 1) * steps_per_epoch):
                 _write_summaries(means)
+                if targets is not None:
+                    targets.write_summaries()
                 every = cfg.images_every_epochs
                 if every and ((epoch + 1) % every == 0 or epoch + 1 == cfg.epochs):
                     _write_images(model, dataset.x_test[:IMAGES], cfg.seed, epoch, cfg.betas)
@@ -181,9 +191,11 @@ class Trainer:
             if should_log(epoch + 1, start_epoch, cfg):
                 per_epoch = (time.time() - fit_started) / (epoch + 1 - start_epoch)
                 self.log(_epoch_summary(line, cfg.epochs, steps_per_epoch / (time.time() - started),
-                                        per_epoch * (cfg.epochs - epoch - 1)))
+                                        per_epoch * (cfg.epochs - epoch - 1)) + rate_targets.epoch_text(line))
 
         result = self._test_result(model, dataset, float(seconds_var), steps_per_epoch, int(skipped_var))
+        if targets is not None:
+            rate_targets.add_to_result(result, targets, cfg.epochs * steps_per_epoch)
         # Export before the result file: a failed export leaves the run unfinished, so rerunning redoes it.
         from hvae_repr import export
         export.export_model(model, run, cfg)
@@ -373,4 +385,4 @@ def format_table(result):
                 f"examples, {result['dataset']})")
     if "warning" in result:
         rows.append("warning: " + result["warning"])
-    return "\n".join(rows)
+    return "\n".join(rows + rate_targets.format_lines(result))

@@ -1,9 +1,11 @@
-"""Trains and evaluates a model at every point of a beta grid.
+"""Trains and evaluates a model at every point of a beta grid (or of a grid of target rates).
 
     python -m launch.sweep --root=sweeps/mnist --betas_1=logspace:0.1,10,5 --betas_2=logspace:0.1,10,5 \\
         --dataset=binary_mnist --architecture=conv --epochs=20 [--workers=2] [--engine=ray]
 
-One beta list per latent layer (--betas_1 for z1, --betas_2 for z2, ...; launch.grid), every other
+One beta list per latent layer (--betas_1 for z1, --betas_2 for z2, ...; launch.grid), or a list of
+target rates in nats for some layers instead (--target_rates_1, ...: each run adapts those layers'
+betas to reach its rates, starting from --betas; hvae_repr.rate_targets), every other
 training flag passes through to every run unchanged, evaluation flags take the prefix --eval_.
 Each point is one run folder under --root named from every setting that can differ between runs
 (TrainConfig.run_name), trained and evaluated in a process of its own (launch.point). Finished
@@ -57,6 +59,8 @@ def define(flag_values):
     for layer in range(1, MAX_LAYERS + 1):
         cli.define("string", f"betas_{layer}", "", f"Betas of z{layer}: a list or logspace:LOW,HIGH,N.",
                    flag_values, group="sweep")
+        cli.define("string", f"target_rates_{layer}", "", f"Target rates of z{layer} in nats, instead of "
+                   f"--betas_{layer}: a list, linspace:LOW,HIGH,N or logspace:LOW,HIGH,N.", flag_values, group="sweep")
 
 
 def command_from_flags(flag_values):
@@ -64,11 +68,19 @@ def command_from_flags(flag_values):
     settings are built, so that the defaults that depend on it (the warm-up) resolve as the model's do."""
     if flag_values["conditional"].value:
         flag_values["conditional_betas"].value = True
-    return cli.from_flags(SweepCommand, flag_values)
+    command = cli.from_flags(SweepCommand, flag_values)
+    targeted = any(flag_values[f"target_rates_{l}"].value for l in range(1, MAX_LAYERS + 1))
+    if targeted and not flag_values["kl_warmup_epochs"].present:  # the warm-up a targeted run's default gives
+        probe = dataclasses.replace(command.train, kl_warmup_epochs=-1,
+                                    target_rates=("0",) * command.train.model.num_layers)
+        command = dataclasses.replace(command, train=dataclasses.replace(
+            command.train, kl_warmup_epochs=probe.kl_warmup_epochs))
+    return command
 
 
-def plan(command, beta_texts, cores=None):
-    """The jobs of the sweep: one launch.point job per grid point. ValueError (one line) for bad input."""
+def plan(command, beta_texts, cores=None, target_texts=None):
+    """The jobs of the sweep: one launch.point job per grid point (of betas, or of target rates where
+    target_texts has a list: launch.grid.target_grid). ValueError (one line) for bad input."""
     if not command.root:
         raise ValueError("--root is required: the folder that holds the sweep's runs")
     RunDir(command.root).check_folder()
@@ -77,17 +89,26 @@ def plan(command, beta_texts, cores=None):
                          "launch.sweep.command_from_flags")
     if command.workers < 1:
         raise ValueError(f"--workers must be at least 1 (got {command.workers})")
-    points = grid.grid_from_flags(beta_texts, command.train.model.num_layers)
+    num_layers = command.train.model.num_layers
+    if target_texts and any(target_texts.values()):
+        if command.conditional:
+            raise ValueError("a --conditional sweep evaluates one model at given betas; for target rates sweep "
+                             "separate runs (leave out --conditional), or search a conditional model's betas "
+                             "with python -m evaluation.target")
+        points = grid.target_grid(beta_texts, target_texts, num_layers, command.train.betas)
+    else:
+        points = [(betas, ()) for betas in grid.grid_from_flags(beta_texts, num_layers)]
     if not -1 <= command.index < len(points):
         raise ValueError(f"--index={command.index} is outside the grid's {len(points)} points (0 to {len(points) - 1})")
     cores = cores or os.cpu_count() or 1
     threads = command.train.threads or max(1, cores // command.workers)
     root = os.path.abspath(command.root)
     jobs = []
-    for index, betas in enumerate(points):
+    for index, (betas, targets) in enumerate(points):
         if command.index >= 0 and index != command.index:
             continue
-        train = dataclasses.replace(command.train, betas=betas, threads=threads, workdir="unnamed")
+        train = dataclasses.replace(command.train, betas=betas, target_rates=targets, threads=threads,
+                                    workdir="unnamed")
         train = dataclasses.replace(train, workdir=os.path.join(root, train.run_name()))
         evaluation = command.eval
         if evaluation.probe_jobs == EvalOptions().probe_jobs:  # not chosen: fit the point's share of the cores
@@ -173,12 +194,17 @@ def summary(outcome, seconds):
 
 def main(flag_values):
     with cli.one_line_errors():
-        for name in ("betas", "workdir"):
+        target_texts = {l: flag_values[f"target_rates_{l}"].value for l in range(1, MAX_LAYERS + 1)}
+        targeted = any(target_texts.values())
+        # With target rates, --betas is the targeted layers' starting point (e.g. from evaluation.target).
+        for name in ("target_rates", "workdir") + (() if targeted else ("betas",)):
             if flag_values[name].present:
                 raise ValueError(f"--{name} is set per point by the sweep; give one list per layer "
-                                 f"(--betas_1, --betas_2, ...) and the sweep's folder --root instead")
+                                 f"(--betas_1, --betas_2, ... or --target_rates_1, ...) and the sweep's folder "
+                                 f"--root instead")
         command = command_from_flags(flag_values)
-        jobs = plan(command, {l: flag_values[f"betas_{l}"].value for l in range(1, MAX_LAYERS + 1)})
+        jobs = plan(command, {l: flag_values[f"betas_{l}"].value for l in range(1, MAX_LAYERS + 1)},
+                    target_texts=target_texts)
     if command.dry_run:
         model = model_job(command) if command.conditional else None
         if model:

@@ -1,0 +1,270 @@
+"""Training to target rates: each targeted layer's beta is a Lagrange multiplier found during training.
+
+--target_rates=r1,r2,... (nats per example, z1 first; "-" keeps that layer's beta at its --betas value)
+asks for E[R_l] = r_l. The loss D + sum_l beta_l R_l is the Lagrangian of "minimize D subject to
+R_l = r_l", and each targeted beta is adapted by dual ascent after every training step, as in GECO
+(Rezende & Viola 2018, "Taming VAEs"):
+
+    ema_l    <- decay * ema_l + (1 - decay) * R_l(batch)          (the first step sets it to R_l)
+    log b_l  <- clip(log b_l + step * log((ema_l + c) / (r_l + c)), log low, log high)
+
+with c = RATE_OFFSET_NATS. The ascent runs on log beta (beta stays positive) against the log ratio of
+the averaged and the target rate, which makes the step scale-free: near the target it is the relative
+error (ema - r) / (r + c), and d log(R + c) / d log beta is of order -1 for layers of any size (a
+Gaussian layer loses about half a nat per active dimension per e-fold of beta), so one step size serves
+a 150-nat z1 and a 3-nat z2. c = 1 nat keeps a target near 0 a finite goal. The fixed point is
+ema = r whatever the transform. The betas stay inside --beta_range; during the KL warm-up the average
+is kept but the betas do not move (the warm-up, not the multiplier, holds the rates down then).
+
+A beta that sits at an edge of its range for the last quarter of the training steps did not find the
+target: the rate there is still off and the result says so ("reached": false, "pinned": "low" or "high").
+The multipliers, averages and counters are tf.Variables of a tf.Module that the run's checkpoint holds,
+so a resumed run continues exactly where the interrupted one stopped.
+"""
+import math
+
+import numpy as np
+
+RATE_OFFSET_NATS = 1.0     # c above
+RELATIVE_TOLERANCE = 0.05  # a target counts as reached within 5% or ...
+ABSOLUTE_TOLERANCE = 0.3   # ... 0.3 nats, whichever is larger (the issue's criterion)
+PINNED_FRACTION = 0.25     # at an edge of the beta range for this last fraction of the steps: unreachable
+FIXED = "-"
+
+
+def parse_targets(texts, num_layers):
+    """The --target_rates texts as normalized strings (a number in %g or "-"); ValueError (one line)."""
+    texts = tuple(str(t).strip() for t in texts)
+    if not texts:
+        return ()
+    if len(texts) != num_layers:
+        raise ValueError(f"--target_rates has {len(texts)} values but --latent_dims has {num_layers} layers; give "
+                         f"one rate per layer in nats, z1 first, or - to keep that layer's beta fixed")
+    out = []
+    for l, text in enumerate(texts):
+        if text == FIXED:
+            out.append(FIXED)
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < 0:
+            raise ValueError(f"--target_rates: the target of z{l + 1} must be a finite rate >= 0 in nats or - "
+                             f"(got {text!r})")
+        out.append(f"{value:g}")
+    if all(t == FIXED for t in out):
+        raise ValueError("--target_rates keeps every layer fixed (all -); give at least one rate, or leave "
+                         "--target_rates out")
+    return tuple(out)
+
+
+def targets_of(texts):
+    """[float or None] per layer from normalized --target_rates texts."""
+    return [None if t == FIXED else float(t) for t in texts]
+
+
+def tolerance(target):
+    return max(RELATIVE_TOLERANCE * target, ABSOLUTE_TOLERANCE)
+
+
+def check_config(config):
+    """ValueError (one line) for targets that cannot be trained; called by TrainConfig."""
+    model = config.model
+    if model.conditional_betas:
+        raise ValueError("--target_rates needs a model trained at fixed betas; a --conditional_betas model is "
+                         "trained for every beta: find its betas for given rates with python -m evaluation.target")
+    low, high = model.beta_range
+    for l, (target, beta) in enumerate(zip(targets_of(config.target_rates), config.betas)):
+        if target is not None and not low <= beta <= high:
+            raise ValueError(f"the starting beta of z{l + 1} ({beta:g}, from --betas) lies outside --beta_range "
+                             f"{low:g},{high:g}; start inside the range or widen it")
+    if not config.target_dual_step > 0:
+        raise ValueError(f"--target_dual_step must be positive (got {config.target_dual_step})")
+    if not 0 <= config.target_rate_decay < 1:
+        raise ValueError(f"--target_rate_decay must lie in [0, 1) (got {config.target_rate_decay})")
+
+
+def make_controller(config):
+    """The RateTargets of a run with --target_rates, else None."""
+    if not config.target_rates:
+        return None
+    return RateTargets(targets_of(config.target_rates), config.betas, config.model.beta_range,
+                       config.target_dual_step, config.target_rate_decay)
+
+
+def _module_base():
+    from hvae_repr.tf_env import tf
+    return tf.Module
+
+
+class RateTargets(_module_base()):
+    """The dual variables of a targeted run (z1 first): log betas, rate averages and counters."""
+
+    def __init__(self, targets, betas, beta_range, step, decay):
+        from hvae_repr.tf_env import tf
+        super().__init__(name="rate_targets")
+        self.targets = list(targets)
+        layers = len(self.targets)
+        self.adapted = np.array([t is not None for t in self.targets])
+        self.low, self.high = (float(b) for b in beta_range)
+        self.step, self.decay = float(step), float(decay)
+        self.initial_betas = np.asarray(betas, np.float64)
+        self.log_betas = tf.Variable(np.log(np.asarray(betas, np.float32)), trainable=False, name="log_betas")
+        self.rate_averages = tf.Variable(np.zeros(layers, np.float32), trainable=False, name="rate_averages")
+        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
+        # Consecutive adapting steps with the beta at an edge of the range (reset when it leaves it).
+        self.steps_at_edge = tf.Variable(np.zeros(layers, np.int64), trainable=False, name="steps_at_edge")
+        self._update = self._make_update()
+
+    def _make_update(self):
+        from hvae_repr.tf_env import tf
+        targets = tf.constant([t if t is not None else 0.0 for t in self.targets], tf.float32)
+        adapted = tf.constant(self.adapted)
+        log_low, log_high = math.log(self.low), math.log(self.high)
+        edge = 1e-6  # float32 rounding of the clipped log beta
+
+        @tf.function(input_signature=[tf.TensorSpec((len(self.targets),), tf.float32), tf.TensorSpec((), tf.bool)],
+                     autograph=False)
+        def update(rates, adapt):
+            first = tf.equal(self.updates, 0)
+            average = tf.where(first, rates, self.decay * self.rate_averages + (1.0 - self.decay) * rates)
+            error = tf.math.log((average + RATE_OFFSET_NATS) / (targets + RATE_OFFSET_NATS))
+            moved = tf.clip_by_value(self.log_betas + self.step * error, log_low, log_high)
+            log_betas = tf.where(adapted & adapt, moved, self.log_betas)
+            at_edge = adapted & adapt & ((log_betas <= log_low + edge) | (log_betas >= log_high - edge))
+            steps = tf.where(at_edge, self.steps_at_edge + 1, tf.where(adapt, tf.zeros_like(self.steps_at_edge),
+                                                                       self.steps_at_edge))
+            return [self.rate_averages.assign(average), self.log_betas.assign(log_betas),
+                    self.steps_at_edge.assign(steps), self.updates.assign_add(1)]
+        return update
+
+    def betas(self):
+        """The current betas [L] (the fixed layers' exactly as given)."""
+        return np.where(self.adapted, np.exp(self.log_betas.numpy().astype(np.float64)), self.initial_betas)
+
+    def update(self, rates, adapt=True):
+        """One dual step from a training batch's mean rates [L] (nats); adapt=False (warm-up) only averages."""
+        from hvae_repr.tf_env import tf
+        self._update(tf.constant(np.asarray(rates, np.float32)), tf.constant(bool(adapt)))
+
+    def record(self):
+        """The epoch's line of metrics.jsonl: betas and rate averages by layer."""
+        betas, averages = self.betas(), self.rate_averages.numpy()
+        return {"betas": _by_layer([float(b) for b in betas]),
+                "rate_average_nats": _by_layer([float(a) for a in averages])}
+
+    def write_summaries(self):
+        """TensorBoard scalars: each layer's beta and its rate average (inside the writer's context)."""
+        from hvae_repr.tf_env import tf
+        for name, beta, average in zip(_by_layer(self.targets), self.betas(), self.rate_averages.numpy()):
+            tf.summary.scalar(f"rate_targets/beta_{name}", float(beta))
+            tf.summary.scalar(f"rate_targets/rate_average_{name}_nats", float(average))
+
+    def report(self, test_rates, total_steps):
+        """The result's "target_rates" section: per layer the target, the test-set rate, the final beta
+        and whether the target was reached; a beta at an edge for the last quarter of the steps is
+        "pinned" (the target is out of reach inside --beta_range)."""
+        betas, averages, at_edge = self.betas(), self.rate_averages.numpy(), self.steps_at_edge.numpy()
+        layers, unreachable = {}, []
+        for l, target in enumerate(self.targets):
+            name = f"z{l + 1}"
+            if target is None:
+                layers[name] = {"target_nats": None, "beta": float(betas[l]), "adapted": False}
+                continue
+            achieved = float(test_rates[name]["mean"])
+            pinned = None
+            if at_edge[l] >= PINNED_FRACTION * total_steps:
+                pinned = "low" if betas[l] <= math.sqrt(self.low * self.high) else "high"
+            reached = abs(achieved - target) <= tolerance(target)
+            layers[name] = {"target_nats": target, "achieved_test_nats": achieved,
+                            "error_nats": achieved - target, "tolerance_nats": tolerance(target),
+                            "reached": bool(reached), "pinned": pinned, "beta": float(betas[l]),
+                            "train_rate_average_nats": float(averages[l]), "adapted": True}
+            if pinned:
+                unreachable.append(unreachable_line(name, target, achieved, pinned, self.low, self.high))
+        section = {"layers": layers, "unreachable": unreachable, "all_reached": all(
+                       v["reached"] for v in layers.values() if v["adapted"]),
+                   "settings": {"dual_step": self.step, "rate_average_decay": self.decay,
+                                "beta_range": [self.low, self.high], "rate_offset_nats": RATE_OFFSET_NATS,
+                                "tolerance": f"max({RELATIVE_TOLERANCE:g} * target, {ABSOLUTE_TOLERANCE:g} nats)",
+                                "pinned": f"the beta at an edge of beta_range for the last "
+                                          f"{PINNED_FRACTION:.0%} of the {total_steps} steps",
+                                "achieved": "test-set mean rate per example (train_result['test'])"}}
+        return section
+
+
+def add_to_result(result, controller, total_steps):
+    """train_result.json with targets: "betas" become the final ones (the starting ones are kept as
+    "initial_betas") and "target_rates" holds the report; an unreachable target is also a "warning"."""
+    result["initial_betas"] = result["betas"]
+    result["betas"] = _by_layer([float(b) for b in controller.betas()])
+    result["target_rates"] = section = controller.report(result["test"]["rate_nats"], total_steps)
+    if section["unreachable"]:
+        result["target_rates_warning"] = "; ".join(section["unreachable"])
+    return result
+
+
+def annotate_evaluation(result, config, workdir):
+    """eval_result.json of a --target_rates run: "betas" are the final ones (from train_result.json) and
+    "target_rates" compares each target with the evaluated test-set rate (no-op for other runs)."""
+    if not config.target_rates:
+        return result
+    from hvae_repr import io_utils
+    from hvae_repr.runs import RunDir
+    trained = io_utils.read_json(RunDir(workdir).file(RunDir.TRAIN_RESULT))
+    result["initial_betas"], result["betas"] = result["betas"], dict(trained["betas"])
+    layers = {}
+    for name, v in trained["target_rates"]["layers"].items():
+        if not v["adapted"]:
+            layers[name] = {"target_nats": None, "adapted": False}
+            continue
+        achieved = float(result["rates"]["rate_nats"][name]["mean"])
+        layers[name] = {"target_nats": v["target_nats"], "achieved_test_nats": achieved,
+                        "error_nats": achieved - v["target_nats"], "tolerance_nats": tolerance(v["target_nats"]),
+                        "reached": bool(abs(achieved - v["target_nats"]) <= tolerance(v["target_nats"])),
+                        "pinned": v["pinned"], "adapted": True}
+    result["target_rates"] = {"layers": layers, "unreachable": list(trained["target_rates"]["unreachable"]),
+                              "all_reached": all(v["reached"] for v in layers.values() if v["adapted"])}
+    return result
+
+
+def epoch_text(line):
+    """The betas of an epoch's metrics line, for its log line ('' without targets)."""
+    if "betas" not in line:
+        return ""
+    return "  betas " + " ".join(f"{k}={v:.3g}" for k, v in sorted(line["betas"].items(), reverse=True))
+
+
+def unreachable_line(name, target, achieved, pinned, low, high):
+    """One line saying that a target is out of reach and what to do."""
+    rate = f"R({name})"
+    if pinned == "low":
+        why, fix = (f"even at the smallest beta ({low:g}) the rate is {achieved:.3g} nats",
+                    "lower the target or the --beta_range's LOW")
+    else:
+        why, fix = (f"even at the largest beta ({high:g}) the rate is {achieved:.3g} nats",
+                    "raise the target or the --beta_range's HIGH")
+    return f"target {rate} = {target:g} nats not reached: {why} ({pinned} edge of --beta_range for the last " \
+           f"{PINNED_FRACTION:.0%} of training); {fix}"
+
+
+def format_lines(result):
+    """Lines for the end-of-training table: each target beside its achieved rate and final beta."""
+    section = result.get("target_rates")
+    if not section:
+        return []
+    rows = [f"{'target':<8}{'rate (nats)':>12}{'achieved':>10}{'beta':>9}  status"]
+    for name in sorted(section["layers"], key=lambda k: int(k[1:]), reverse=True):
+        v = section["layers"][name]
+        if not v["adapted"]:
+            rows.append(f"{name:<8}{'-':>12}{'':>10}{v['beta']:>9.3g}  fixed")
+            continue
+        status = "reached" if v["reached"] else f"not reached (pinned {v['pinned']})" if v["pinned"] else \
+            f"not reached (off by {v['error_nats']:+.3g} nats, tolerance {v['tolerance_nats']:.3g})"
+        rows.append(f"{name:<8}{v['target_nats']:>12.3g}{v['achieved_test_nats']:>10.3f}{v['beta']:>9.3g}  {status}")
+    return rows + [f"warning: {line}" for line in section["unreachable"]]
+
+
+def _by_layer(values):
+    return {f"z{l + 1}": v for l, v in enumerate(values)}

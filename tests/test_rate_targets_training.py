@@ -1,0 +1,82 @@
+"""Training to target rates on digits: two targets in different corners of the rate plane are reached on
+the test set, the betas' trajectory is recorded, an interrupted run resumes to the uninterrupted result,
+and an unreachable target is reported in one line."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import crash_after_epoch, train_config
+from hvae_repr import train, trainer
+from hvae_repr.runs import RunDir
+
+# batch 16: about 90 steps per epoch; the warm-up (4 epochs) lets the model learn before the betas adapt.
+TARGETED = dict(dataset="digits", latent_dims=(8, 4), hidden_units=64, epochs=12, batch_size=16, learning_rate=3e-3,
+                kl_warmup_epochs=4, target_dual_step=0.01, checkpoint_every_secs=0, seed=0)
+POINTS = {"both": dict(betas=(0.3, 0.3), target_rates=("4", "1.5")),     # both layers adapted
+          "z2_only": dict(betas=(3.0, 0.3), target_rates=("-", "1.5"))}  # z2 holds 1.5 nats, z1 nearly empty
+
+
+@pytest.fixture(scope="module")
+def targeted_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("targets")
+    return {name: (str(root / name), train.train(train_config(workdir=str(root / name), **TARGETED, **point),
+                                                 verbose=False))
+            for name, point in POINTS.items()}
+
+
+def test_two_targets_across_the_plane_are_reached_on_the_test_set(targeted_runs):
+    for name, (workdir, result) in targeted_runs.items():
+        section = result["target_rates"]
+        assert section["all_reached"] and not section["unreachable"], (name, section)
+        for layer, v in section["layers"].items():
+            if v["adapted"]:
+                achieved = result["test"]["rate_nats"][layer]["mean"]
+                assert v["achieved_test_nats"] == achieved
+                assert abs(achieved - v["target_nats"]) <= max(0.05 * v["target_nats"], 0.3), (name, layer)
+                assert 0.1 <= v["beta"] <= 10 and result["betas"][layer] == v["beta"]
+            else:
+                assert result["betas"][layer] == POINTS[name]["betas"][int(layer[1:]) - 1]  # kept fixed
+        assert result["initial_betas"] == dict(zip(("z1", "z2"), POINTS[name]["betas"]))
+        assert "achieved" in trainer.format_table(result) and "reached" in trainer.format_table(result)
+
+
+def test_the_beta_trajectory_is_recorded(targeted_runs):
+    import tensorflow as tf
+    workdir, result = targeted_runs["z2_only"]
+    with open(RunDir(workdir).file(RunDir.METRICS)) as f:
+        lines = [json.loads(line) for line in f]
+    z2 = [line["betas"]["z2"] for line in lines]
+    assert len(z2) == 12 and all(b == pytest.approx(0.3) for b in z2[:3])  # no adaptation during the warm-up
+    assert len(set(z2[4:])) > 1 and z2[-1] == pytest.approx(result["betas"]["z2"])
+    assert all(line["betas"]["z1"] == 3.0 for line in lines)
+    tags = set()
+    summaries = RunDir(workdir).file(RunDir.SUMMARIES)
+    for name in os.listdir(summaries):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(summaries, name)):
+            tags.update(v.tag for v in event.summary.value)
+    assert {"rate_targets/beta_z1", "rate_targets/beta_z2", "rate_targets/rate_average_z1_nats"} <= tags
+
+
+def test_an_interrupted_targeted_run_resumes_to_the_uninterrupted_result(targeted_runs, tmp_path, monkeypatch):
+    workdir, uninterrupted = targeted_runs["both"]
+    config = train_config(workdir=str(tmp_path / "resumed"), **TARGETED, **POINTS["both"])
+    with crash_after_epoch(monkeypatch, 7):  # after the warm-up, while the betas move
+        train.train(config, verbose=False)
+    resumed = train.train(config, verbose=False)
+    assert resumed["test"] == uninterrupted["test"]
+    assert resumed["betas"] == uninterrupted["betas"] and resumed["target_rates"] == uninterrupted["target_rates"]
+
+
+def test_an_unreachable_target_is_reported_in_one_line(tmp_path, capsys):
+    result = train.train(train_config(workdir=str(tmp_path / "far"), **{
+        **TARGETED, "epochs": 2, "batch_size": 128, "kl_warmup_epochs": 0, "target_dual_step": 0.5},
+        target_rates=("500", "-")), verbose=True)
+    section = result["target_rates"]
+    assert section["layers"]["z1"]["pinned"] == "low" and not section["all_reached"]
+    assert result["betas"]["z1"] == pytest.approx(0.1)
+    line = section["unreachable"][0]
+    assert line.startswith("target R(z1) = 500 nats not reached: even at the smallest beta (0.1)")
+    assert result["target_rates_warning"] == line
+    assert f"warning: {line}" in capsys.readouterr().out
