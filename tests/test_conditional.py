@@ -166,3 +166,26 @@ def test_an_interrupted_conditional_run_resumes_to_the_uninterrupted_result(tmp_
     with crash_after_epoch(monkeypatch, 3):
         train(train_config(workdir=str(tmp_path / "cut"), **settings), verbose=False)
     assert train(train_config(workdir=str(tmp_path / "cut"), **settings), verbose=False)["test"] == whole["test"]
+
+
+def test_the_target_search_returns_betas_whose_rates_match_the_request(conditional_run, capsys):
+    from evaluation import target
+    from hvae_repr import rate_targets
+    from hvae_repr.trainer import runs_dataset
+    model, config = RunDir(conditional_run).load_model()
+    x = runs_dataset(config).x_test
+    wanted = _rates(model, x, (0.5, 2.0), seed=config.seed)  # rates the model reaches inside its range
+    command = target.TargetCommand(workdir=conditional_run, rates=tuple(f"{r:.4f}" for r in wanted), subset=200)
+    result = target.find_betas(command, log=lambda line: None)
+    assert result["all_reached"] and not result["out_of_range"], result["layers"]
+    betas = tuple(result["betas"][k] for k in ("z1", "z2"))
+    evaluated = _rates(model, x, betas, seed=config.seed)  # evaluated again, on its own
+    for got, want in zip(evaluated, wanted):
+        assert abs(got - want) <= rate_targets.tolerance(want)
+    assert "--target_rates=" in result["train_command"] and "--conditional_betas" not in result["train_command"]
+    # A rate beyond what the range reaches is reported as out of range.
+    far = target.find_betas(target.TargetCommand(workdir=conditional_run, rates=("1000", "-"), subset=200),
+                            log=lambda line: None)
+    assert not far["all_reached"] and far["layers"]["z1"]["at_edge"] == "low" and len(far["out_of_range"]) == 1
+    assert far["layers"]["z2"]["beta"] == config.betas[1]
+    assert "out of range: target R(z1) = 1000 nats not reached" in target.format_result(far)
