@@ -181,7 +181,7 @@ class RateTargets(_module_base()):
                             "error_nats": achieved - target, "tolerance_nats": tolerance(target),
                             "reached": bool(reached), "pinned": pinned, "beta": float(betas[l]),
                             "train_rate_average_nats": float(averages[l]), "adapted": True}
-            if pinned:
+            if pinned and not reached:
                 unreachable.append(unreachable_line(name, target, achieved, pinned, self.low, self.high))
         section = {"layers": layers, "unreachable": unreachable, "all_reached": all(
                        v["reached"] for v in layers.values() if v["adapted"]),
@@ -189,7 +189,8 @@ class RateTargets(_module_base()):
                                 "beta_range": [self.low, self.high], "rate_offset_nats": RATE_OFFSET_NATS,
                                 "tolerance": f"max({RELATIVE_TOLERANCE:g} * target, {ABSOLUTE_TOLERANCE:g} nats)",
                                 "pinned": f"the beta at an edge of beta_range for the last "
-                                          f"{PINNED_FRACTION:.0%} of the {total_steps} steps",
+                                          f"{PINNED_FRACTION:.0%} of the {total_steps} steps (unreachable when "
+                                          f"the target is not reached)",
                                 "achieved": "test-set mean rate per example (train_result['test'])"}}
         return section
 

@@ -107,3 +107,22 @@ def test_t2_minimum_rate_inverts_the_fano_bound():
     assert bounds.minimum_information(0.1, np.full(10, 0.1)) == 0.0
     with pytest.raises(ValueError, match=r"accuracy must lie in \[0, 1\]"):
         bounds.minimum_information(1.5, np.full(10, 0.1))
+
+
+def test_advice_lists_the_best_points_and_turns_the_bounds_around(tmp_path):
+    from evaluation import advise
+    from test_aggregate import ENTROPY, PRIOR, make_grid
+    make_grid(str(tmp_path))  # fabricated 3x3 grid: probe best at (10, 0.1), PSNR at (0.1, 0.1), score at (1, 1)
+    classify = advise.advise(advise.AdviseCommand(root=str(tmp_path), task="classification", accuracy=0.5))
+    assert classify["best"][0]["betas"] == {"z1": 10.0, "z2": 0.1} and classify["num_points"] == 8
+    minimum = classify["bounds"]["t2"]["minimum_top_rate_nats"]
+    assert minimum == pytest.approx(float(bounds.minimum_information(0.5, PRIOR)))
+    assert "below R(z_L) = " in advise.format_advice(classify)
+    rebuild = advise.advise(advise.AdviseCommand(root=str(tmp_path), task="reconstruction", distortion=80.0))
+    assert rebuild["best"][0]["betas"] == {"z1": 0.1, "z2": 0.1}
+    t1 = rebuild["bounds"]["t1"]
+    assert t1["minimum_total_rate_nats"] == pytest.approx(ENTROPY - 80.0) and t1["points_reaching_it"] >= 1
+    generate = advise.advise(advise.AdviseCommand(root=str(tmp_path), task="generation"))
+    assert generate["best"][0]["betas"] == {"z1": 1.0, "z2": 1.0} and generate["best"][0]["distance_from_beta_1"] == 0
+    with pytest.raises(ValueError, match="--accuracy must lie in"):
+        advise.advise(advise.AdviseCommand(root=str(tmp_path), accuracy=2.0))

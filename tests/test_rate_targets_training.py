@@ -80,3 +80,47 @@ def test_an_unreachable_target_is_reported_in_one_line(tmp_path, capsys):
     assert line.startswith("target R(z1) = 500 nats not reached: even at the smallest beta (0.1)")
     assert result["target_rates_warning"] == line
     assert f"warning: {line}" in capsys.readouterr().out
+
+
+# ------------------------------------------------ a sweep of target rates, and the results page
+def test_a_target_rate_sweep_plans_one_run_per_point_and_the_page_tabulates_it(tmp_path):
+    import subprocess
+    import sys
+    from absl import flags
+    from conftest import run_in_process
+    from hvae_repr import cli
+    from launch import point, sweep
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tiny = ["--dataset=digits", "--latent_dims=8,4", "--hidden_units=32", "--batch_size=64", "--epochs=2",
+            "--checkpoint_every_secs=0", "--noevaluate"]
+    root, fixed = tmp_path / "targets", tmp_path / "fixed"
+    flag_values = flags.FlagValues()
+    sweep.define(flag_values)
+    flag_values(["sweep", f"--root={root}", "--target_rates_1=linspace:2,4,2", "--betas_2=5", *tiny])
+    command = sweep.command_from_flags(flag_values)
+    jobs = sweep.plan(command, {1: "", 2: "5"}, target_texts={1: "linspace:2,4,2"})
+    assert len(jobs) == 2 and all("_rates" in os.path.basename(j.workdir) for j in jobs)
+    rebuilt = []
+    for job in jobs:
+        values = flags.FlagValues()
+        point.define(values)
+        values(["point", *job.argv])
+        rebuilt.append(cli.from_flags(point.PointCommand, values).train)
+    assert [r.target_rates for r in rebuilt] == [("2", "-"), ("4", "-")] and rebuilt[0].betas == (1.0, 5.0)
+    assert rebuilt[0].kl_warmup_epochs == 0  # a fifth of 2 epochs, rounded: the targeted default
+    with pytest.raises(SystemExit):  # a layer with both lists
+        run_in_process(sweep.define, sweep.main, ["sweep", f"--root={root}", "--target_rates_1=2", "--betas_1=1",
+                                                  "--betas_2=1", *tiny])
+    done = subprocess.run([sys.executable, "-m", "launch.sweep", f"--root={root}", "--target_rates_1=linspace:2,4,2",
+                           "--betas_2=5", "--workers=2", *tiny], cwd=repo, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    import dataclasses
+    train.train(dataclasses.replace(rebuilt[0], target_rates=(), workdir=str(fixed / "run")),
+                verbose=False)  # the fixed-beta run of the same length
+    sys.path.insert(0, os.path.join(repo, "docs", "results"))
+    import target_rates
+    page = target_rates.build(str(root), str(fixed), str(tmp_path / "page.md"))
+    assert [r["target_z1"] for r in page["targeted"]] == [4.0, 2.0] and page["cost_ratio"] > 0
+    text = (tmp_path / "page.md").read_text()
+    assert "| target R(z2)/R(z1) |" in text and "--target_rates_1=linspace:2,4,2" in text
+    assert (tmp_path / "page" / "results.csv").exists()
