@@ -10,13 +10,14 @@ import pytest
 
 from conftest import run_in_process
 
-from evaluation import evaluate
+from evaluation import advise, evaluate, target
 from hvae_repr import cli, export, train
 from hvae_repr.runs import RunDir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAMS = {"train": (train.define, train.main), "evaluate": (evaluate.define, evaluate.main),
-            "export": (export.define, export.main)}
+            "export": (export.define, export.main), "target": (target.define, target.main),
+            "advise": (advise.define, advise.main)}
 
 
 def _copy_run(tiny_run, dest, *names):
@@ -82,6 +83,13 @@ CASES = [
     ("evaluate", ["--workdir={run}", "--probe_names=tree"], ["--probe_names must list probes among"]),
     ("evaluate", ["--workdir={evaluated_quickly}"], ["was computed with other settings", "max_test: 100 there vs 0 now",
                                                      "--overwrite"]),
+    ("train", [*TINY, "--target_rates=-3,1"], ["the target of z1 must be a finite rate >= 0"]),
+    ("train", [*TINY, "--target_rates=5,nan"], ["the target of z2 must be a finite rate >= 0"]),
+    ("train", [*TINY, "--target_rates=5"], ["--target_rates has 1 values but --latent_dims has 2 layers"]),
+    ("target", ["--rates=1,1"], ["--workdir is required"]),
+    ("target", ["--workdir={run}", "--rates=1,1"], ["holds a model trained at fixed betas"]),
+    ("advise", [], ["--root is required"]),
+    ("advise", ["--root={empty}"], ["holds no finished run"]),
     ("export", [], ["--workdir is required"]),
     ("export", ["--workdir={file}"], ["is a file, not a run folder"]),
     ("export", ["--workdir={empty}"], ["not a run folder"]),
