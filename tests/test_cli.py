@@ -167,7 +167,8 @@ def test_help_lists_each_programs_own_flags_with_defaults_grouped(capsys):
         "train": (train, names(TrainConfig), ["data", "model", "training"]),
         "evaluate": (evaluate, names(EvaluateCommand), ["run", "evaluation"]),
         "export": (export, ["workdir"], ["run"]),
-        "sweep": (sweep, names(sweep.SweepCommand) + [f"betas_{l}" for l in range(1, 10)],
+        "sweep": (sweep, names(sweep.SweepCommand) + [f"{kind}_{l}" for kind in ("betas", "target_rates")
+                                                             for l in range(1, 10)],
                   ["sweep", "data", "model", "training", "evaluation"]),
         "point": (point, names(point.PointCommand), ["point", "data", "model", "training", "evaluation"])}
     for program, (module, flag_names, headings) in expected.items():

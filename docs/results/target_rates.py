@@ -8,10 +8,10 @@ run at betas (1, 1) for the cost:
 
     for t in 40,0 0.3,30 15,15 80,10 5,45; do
       python -m launch.sweep --root=sweeps/target_rates --target_rates_1=${t%,*} --target_rates_2=${t#*,} \\
-          --dataset=binary_mnist --data_dir=../shared/data --architecture=conv --epochs=20 --noevaluate
+          --dataset=binary_mnist --data_dir=/work/shared/data --architecture=conv --epochs=20 --noevaluate
     done
     python -m launch.sweep --root=sweeps/target_rates_fixed --betas_1=1 --betas_2=1 \\
-        --dataset=binary_mnist --data_dir=../shared/data --architecture=conv --epochs=20 --noevaluate
+        --dataset=binary_mnist --data_dir=/work/shared/data --architecture=conv --epochs=20 --noevaluate
     python docs/results/target_rates.py --root=sweeps/target_rates --fixed=sweeps/target_rates_fixed
 
 Success (issue 21): every target within 5% or 0.3 nats (whichever is larger) on the test set, at a training
