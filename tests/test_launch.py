@@ -46,6 +46,16 @@ def test_one_list_per_layer():
         grid.grid_from_flags({1: "1", 2: "2", 3: "3"}, 2)
 
 
+def test_a_grid_of_target_rates_mixes_target_and_beta_layers():
+    assert grid.parse_values("linspace:0,30,4", "--target_rates_2", "rates") == [0.0, 10.0, 20.0, 30.0]
+    points = grid.target_grid({2: "5"}, {1: "10,40"}, 2, (1.0, 1.0))
+    assert points == [((1.0, 5.0), ("10", "-")), ((1.0, 5.0), ("40", "-"))]
+    with pytest.raises(ValueError, match="layer z2 needs either --target_rates_2 .* not neither"):
+        grid.target_grid({}, {1: "10"}, 2, (1.0, 1.0))
+    with pytest.raises(ValueError, match="non-negative rates"):
+        grid.target_grid({}, {1: "10", 2: "-3"}, 2, (1.0, 1.0))
+
+
 # ------------------------------------------------------------------ planning and the command line
 def _command(*argv):
     flag_values = flags.FlagValues()
