@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import _check_feature_names_in, check_non_negative, validate_data
 
 from hvae_repr import batching, io_utils
 from hvae_repr.runs import RunDir
@@ -180,7 +181,11 @@ class HVAEFeatures(TransformerMixin, BaseEstimator):
 
     path: a run folder or its export/. layers: layer names, concatenated in order (default: the
     top layer). kind: "mean" (posterior means) or "sample" (one seeded posterior sample).
-    fit() learns nothing; it checks the input. The SavedModel is loaded on first use and cached
+    The encoder is trained already, so the transformer is stateless (scikit-learn's requires_fit=False):
+    transform works without fit, and fit learns nothing but checks the input and records
+    n_features_in_ (and feature_names_in_ for a DataFrame). Input goes through scikit-learn's
+    validate_data first (its errors for sparse, complex, NaN/inf, empty or negative input), then the
+    encoder's own checks (shape, values in [0, 1]). The SavedModel is loaded on first use and cached
     per process, never pickled, so the transformer clones and pickles cheaply.
     """
 
@@ -192,6 +197,13 @@ class HVAEFeatures(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.betas = betas
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.positive_only = True  # values in [0, 1]
+        tags.transformer_tags.preserves_dtype = ["float32"]  # the features are float32 whatever comes in
+        return tags
+
     def _encoder(self):
         encoder = load_encoder(self.path, self.betas)
         encoder.check_layers(self.layers)
@@ -199,16 +211,28 @@ class HVAEFeatures(TransformerMixin, BaseEstimator):
             raise ValueError(f"unknown kind {self.kind!r}; use one of {', '.join(KINDS)}")
         return encoder
 
+    def _validated(self, X, reset):
+        """X after scikit-learn's checks (float32 or float64, in its own shape); reset: record n_features_in_
+        and feature_names_in_ (fit), else check X against them."""
+        shape = getattr(X, "shape", ())
+        if len(shape) > 2:  # image-shaped rows: scikit-learn counts features on flat rows
+            X = np.reshape(X, (len(X), -1))
+        X = validate_data(self, X, reset=reset, dtype=(np.float32, np.float64))
+        check_non_negative(X, type(self).__name__)
+        return X.reshape(shape) if len(shape) > 2 else X  # the shape the encoder's errors name
+
     def fit(self, X, y=None):
-        encoder = self._encoder()
-        encoder.check_input(X)
-        self.n_features_in_ = math.prod(encoder.input_shape)
+        self._encoder().check_input(self._validated(X, reset=True))
         return self
 
     def transform(self, X):
-        return self._encoder().features(X, self.layers, self.kind, self.seed, self.batch_size)
+        return self._encoder().features(self._validated(X, reset=False), self.layers, self.kind, self.seed,
+                                        self.batch_size)
 
     def get_feature_names_out(self, input_features=None):
+        """Names of the output columns, "<layer>_<index>" (z2_0, z2_1, ...); input_features, if given, is
+        checked against the input's feature names as scikit-learn does, and does not change the names."""
+        _check_feature_names_in(self, input_features, generate_names=False)  # scikit-learn's own check and errors
         encoder = self._encoder()
         return np.asarray([f"{n}_{i}" for n in encoder.check_layers(self.layers)
                            for i in range(encoder.latent_dims[n])], dtype=object)
