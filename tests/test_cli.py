@@ -111,6 +111,7 @@ def test_bad_input_is_one_line_exit_2_and_no_traceback(program, argv, parts, tin
     assert os.listdir(places["empty"]) == []  # refused before anything was written
 
 
+@pytest.mark.slow
 def test_a_real_process_prints_only_the_error_line(tmp_path):
     # A fresh process imports TensorFlow on the way: its start-up lines (cuInit, oneDNN) stay quiet.
     (tmp_path / "a_file").write_text("x")

@@ -48,6 +48,7 @@ def test_film_scales_and_shifts_each_channel_and_starts_as_the_identity():
     np.testing.assert_array_equal(conditioning.film(h, first).numpy(), h.numpy())  # zeros at the start
 
 
+@pytest.mark.slow
 def test_training_a_conditional_model_twice_gives_the_same_weights():
     # The FiLM sites' gradients meet in one concatenation, so no summation order can differ between runs.
     import keras
@@ -83,6 +84,7 @@ def _rates(model, x, betas, seed=0):
     return passes.dataset_pass(model, x, seed, views=False, betas=betas).rates.mean(0)
 
 
+@pytest.mark.slow
 def test_raising_one_layers_beta_at_evaluation_lowers_that_layers_rate(conditional_run):
     model, config = RunDir(conditional_run).load_model()
     assert config.model.conditional_betas and model.conditional
@@ -93,6 +95,7 @@ def test_raising_one_layers_beta_at_evaluation_lowers_that_layers_rate(condition
     assert z1_high[0] < z1_low[0] and z2_high[1] < z2_low[1], (z1_low, z1_high, z2_low, z2_high)
 
 
+@pytest.mark.slow
 def test_evaluation_at_a_beta_is_deterministic_and_independent_of_the_grouping(conditional_run):
     model, config = RunDir(conditional_run).load_model()
     from hvae_repr.trainer import runs_dataset
@@ -132,6 +135,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_export_takes_the_betas_and_round_trips_through_a_fresh_process(conditional_run, tmp_path):
     from hvae_repr import load_encoder
     run = RunDir(conditional_run)
@@ -158,6 +162,7 @@ def test_export_takes_the_betas_and_round_trips_through_a_fresh_process(conditio
     np.testing.assert_allclose(load_encoder(point.path).features(x), got["3.0,0.3"]["z2_mean"], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_an_interrupted_conditional_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     from hvae_repr.train import train
     settings = dict(dataset="binary_digits", latent_dims=(6, 3), hidden_units=32, batch_size=128, epochs=3,

@@ -64,6 +64,7 @@ def _check_fields(result, layers):
     assert "not the Inception network" in result["generation"]["note"]
 
 
+@pytest.mark.slow
 def test_command_line_on_tiny_run_writes_every_field(tiny_run, tmp_path):
     opts = fast_options(tmp_path, iw_samples=5)
     args = [f"--{k}={v}" for k, v in opts.items()] + ["--probe_samples", f"--workdir={tiny_run}"]
@@ -97,6 +98,7 @@ def test_command_line_on_tiny_run_writes_every_field(tiny_run, tmp_path):
     assert bound["mean"] + elbo["mean"] > -4 * np.hypot(bound["stderr"], elbo["stderr"])
 
 
+@pytest.mark.slow
 def test_synthetic_run_checks_t1(tmp_path):
     from hvae_repr.train import train
     workdir = str(tmp_path / "synthetic_run")

@@ -61,6 +61,7 @@ def test_export_layout_and_metadata(exported, tiny_run):
     assert not [n for n in os.listdir(tiny_run) if n.startswith(".export-")]
 
 
+@pytest.mark.slow
 def test_fresh_process_without_hvae_repr_matches_in_memory_model(exported, tmp_path):
     import tensorflow as tf
     model, path = exported

@@ -115,6 +115,7 @@ def _run_sweep(root, *argv):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_sweep_skips_finished_points_resumes_an_interrupted_one_and_survives_a_failure(tmp_path, monkeypatch):
     root, classifiers = tmp_path / "sweep", f"--eval_classifier_dir={tmp_path / 'classifiers'}"
     command, texts = _command(f"--root={root}", "--betas_1=0.5,2", "--betas_2=1", classifiers, *TINY)
@@ -160,6 +161,7 @@ def test_sweep_skips_finished_points_resumes_an_interrupted_one_and_survives_a_f
     assert RunDir(broken.workdir).is_evaluated
 
 
+@pytest.mark.slow
 def test_two_launchers_on_one_root_train_each_point_once(tmp_path):
     root, classifiers = tmp_path / "sweep", f"--eval_classifier_dir={tmp_path / 'classifiers'}"
     argv = [sys.executable, "-m", "launch.sweep", f"--root={root}", "--betas_1=0.5,2", "--betas_2=1", classifiers,
@@ -178,6 +180,7 @@ def test_two_launchers_on_one_root_train_each_point_once(tmp_path):
         assert log.count("epoch 1/2") == 1, log
 
 
+@pytest.mark.slow
 def test_ray_engine_runs_a_two_point_sweep_on_a_local_instance(tmp_path):
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e \".[ray]\"")
     root = tmp_path / "sweep"
@@ -192,6 +195,7 @@ def test_ray_engine_runs_a_two_point_sweep_on_a_local_instance(tmp_path):
     assert np.isfinite(list(rates.values())).all()
 
 
+@pytest.mark.slow
 def test_conditional_sweep_trains_one_model_and_writes_a_folder_per_point(tmp_path):
     from evaluation import aggregate
     root, classifiers = tmp_path / "sweep", f"--eval_classifier_dir={tmp_path / 'classifiers'}"

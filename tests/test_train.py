@@ -80,6 +80,7 @@ def test_same_seed_reproduces_the_run(finished, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_where_it_stopped(finished, tmp_path, monkeypatch):
     workdir = str(tmp_path / "interrupted")
     with crash_after_epoch(monkeypatch, 2):
@@ -286,6 +287,7 @@ train(train_config(workdir=sys.argv[1], **{settings}), verbose=False)
 """
 
 
+@pytest.mark.slow
 def test_kill_during_a_checkpoint_write_then_resume_gives_the_uninterrupted_result(finished, tmp_path, capsys):
     import subprocess
     import sys
@@ -306,13 +308,15 @@ def test_kill_during_a_checkpoint_write_then_resume_gives_the_uninterrupted_resu
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_the_betas_trade_information_between_the_layers(tmp_path):
     # The method's central claim: a large beta on one layer and a small one on the other moves the rate
-    # (information about x) to the cheap layer. Two-layer mlp on binarized digits, 40 epochs each.
+    # (information about x) to the cheap layer. Two-layer mlp on binarized digits, 12 epochs each (measured:
+    # each cheap layer then holds about 80x the other run's rate in that layer; the assertion asks for 2x).
     rates = {}
     for betas in ((0.1, 10.0), (10.0, 0.1)):
         result = train.train(train_config(workdir=str(tmp_path / f"b{betas[0]:g}"), dataset="binary_digits",
-                                          latent_dims=(8, 4), hidden_units=64, batch_size=128, epochs=40, seed=0,
+                                          latent_dims=(8, 4), hidden_units=64, batch_size=128, epochs=12, seed=0,
                                           betas=betas), verbose=False)
         rates[betas] = {k: v["mean"] for k, v in result["test"]["rate_nats"].items()}
     cheap_z1, cheap_z2 = rates[(0.1, 10.0)], rates[(10.0, 0.1)]
