@@ -6,7 +6,7 @@
     t2_probe_accuracy.png       sample-based probe accuracy on z_L against R(z_L), T2's bound f^-1(R) over it
     t1_distortion.png           distortion against total rate, T1's line D = H - R where H is known
 
-Every metric, its label and its direction come from aggregate.METRICS. No pyplot: each figure is a
+Every metric, its label and its direction come from evaluation.table.METRICS. No pyplot: each figure is a
 matplotlib.figure.Figure on a FigureCanvasAgg, so no display is needed and no global state is kept.
 Each file is written atomically (a temporary file, then os.replace).
 """
@@ -18,8 +18,9 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from evaluation import aggregate, bounds
-from evaluation.aggregate import METRICS, column_values, metric_values
+from evaluation import bounds
+from evaluation import table  # the helpers shared with evaluation.aggregate
+from evaluation.table import METRICS, column_values, metric_values
 from evaluation.stats import entropy
 
 ANNOTATE_MAX_CELLS = 100  # heatmaps with at most this many cells print each cell's value
@@ -84,19 +85,19 @@ def rate_plane(rows, path, num_bins=8):
     with known rates (with one layer the plane degenerates to the total-rate axis) or no metric.
 
     Dashed diagonals are iso-total-rate lines at the edges of `num_bins` equal-width bins of total rate
-    (aggregate.total_rate_bins, from the smallest to the largest total rate); in each band between two
+    (table.total_rate_bins, from the smallest to the largest total rate); in each band between two
     diagonals the best run for the panel's metric is ringed in red ("best at each total rate"). The
     orange line joins the runs whose betas are all equal, in increasing beta; the black star marks all betas = 1.
     """
-    x, y = aggregate.rate_plane_coordinates(rows)
+    x, y = table.rate_plane_coordinates(rows)
     has_plane = np.array([(r.get("num_layers") or 0) >= 2 for r in rows]) & np.isfinite(x) & np.isfinite(y)
     panels = _metrics_with_values(rows)
     if not has_plane.any() or not panels:
         return None
     total = x + y
-    edges = aggregate.total_rate_bins(np.where(has_plane, total, np.nan), num_bins)
-    path_rows = [i for i in aggregate.equal_beta_path(rows) if has_plane[i]]
-    ones = [i for i in aggregate.all_betas_one(rows) if has_plane[i]]
+    edges = table.total_rate_bins(np.where(has_plane, total, np.nan), num_bins)
+    path_rows = [i for i in table.equal_beta_path(rows) if has_plane[i]]
+    ones = [i for i in table.all_betas_one(rows) if has_plane[i]]
     xlabel, ylabel = _rate_axis_labels(rows)
     fig, axes = _figure(len(panels))
     limit_x, limit_y = 1.05 * np.nanmax(x[has_plane]) + 1e-9, 1.05 * np.nanmax(y[has_plane]) + 1e-9
@@ -115,7 +116,7 @@ def rate_plane(rows, path, num_bins=8):
         if ones:
             ax.scatter(x[ones], y[ones], marker="*", s=220, facecolors="none", edgecolors="k", lw=1.2, zorder=4,
                        label="all betas = 1")
-        best = aggregate.best_per_bin(total, np.where(valued, v, np.nan), metric.higher_is_better, edges)
+        best = table.best_per_bin(total, np.where(valued, v, np.nan), metric.higher_is_better, edges)
         ax.scatter(x[best], y[best], s=130, facecolors="none", edgecolors="red", lw=1.5, zorder=5,
                    label="best per total-rate band")
         ax.set_title(metric.label, fontsize=10)
@@ -145,7 +146,7 @@ def heatmaps(rows, out_dir):
         return []
     groups = {}
     for i in np.flatnonzero(two):
-        upper = aggregate.beta_vectors([rows[i]])[0][2:]
+        upper = table.beta_vectors([rows[i]])[0][2:]
         groups.setdefault(tuple(upper), []).append(i)
     paths = []
     for upper, members in sorted(groups.items()):
@@ -188,7 +189,7 @@ def _cell_outline(r, c):
 
 # ------------------------------------------------------------------ metrics against total rate
 def metrics_vs_total_rate(rows, path):
-    """Each metric against total rate with its frontier (aggregate.frontier: upper for higher-is-better);
+    """Each metric against total rate with its frontier (table.frontier: upper for higher-is-better);
     None when no run has a metric."""
     total = column_values(rows, "total_rate_nats")
     panels = _metrics_with_values(rows)
@@ -198,7 +199,7 @@ def metrics_vs_total_rate(rows, path):
     for ax, (key, metric, v, column) in zip(axes, panels):
         ok = np.isfinite(total) & np.isfinite(v)
         ax.scatter(total[ok], v[ok], s=18, color="C0", alpha=0.7, label="runs")
-        edge = aggregate.frontier(total, v, metric.higher_is_better)
+        edge = table.frontier(total, v, metric.higher_is_better)
         ax.step(total[edge], v[edge], where="post", color="C3", lw=1.4,
                 label=("upper" if metric.higher_is_better else "lower") + " frontier")
         ax.scatter(total[edge], v[edge], s=30, color="C3", zorder=3)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from evaluation import aggregate, bounds, figures
+from evaluation import aggregate, bounds, figures, table
 
 BETAS = (0.1, 1.0, 10.0)
 R1 = {0.1: 30.0, 1.0: 10.0, 10.0: 1.0}   # R(z1|z2) by beta_1
@@ -229,25 +229,25 @@ def test_flatten_rule():
 def test_frontier():
     x = [1, 2, 3, 4, 5, 3]
     y = [0.5, 0.4, 0.7, 0.6, 0.9, np.nan]
-    assert aggregate.frontier(x, y, higher_is_better=True) == [0, 2, 4]
-    assert aggregate.frontier(x, y, higher_is_better=False) == [0, 1]
+    assert table.frontier(x, y, higher_is_better=True) == [0, 2, 4]
+    assert table.frontier(x, y, higher_is_better=False) == [0, 1]
     # Equal rates: only the best of them; a later equal value is not an improvement.
-    assert aggregate.frontier([1, 1, 2, 3], [0.2, 0.3, 0.3, 0.1], higher_is_better=True) == [1]
-    assert aggregate.frontier([1, 1, 2, 3], [0.2, 0.3, 0.3, 0.1], higher_is_better=False) == [0, 3]
+    assert table.frontier([1, 1, 2, 3], [0.2, 0.3, 0.3, 0.1], higher_is_better=True) == [1]
+    assert table.frontier([1, 1, 2, 3], [0.2, 0.3, 0.3, 0.1], higher_is_better=False) == [0, 3]
 
 
 def test_bins_best_per_bin_and_beta_paths():
     total = np.array([0.0, 1.0, 2.5, 4.0, np.nan])
-    edges = aggregate.total_rate_bins(total, 2)
+    edges = table.total_rate_bins(total, 2)
     np.testing.assert_allclose(edges, [0, 2, 4])
-    assert [m.tolist() for m in aggregate.bin_members(total, edges)] == [[0, 1], [2, 3]]
+    assert [m.tolist() for m in table.bin_members(total, edges)] == [[0, 1], [2, 3]]
     v = np.array([5.0, 3.0, 1.0, 2.0, 9.0])
-    assert aggregate.best_per_bin(total, v, True, edges) == [0, 3]
-    assert aggregate.best_per_bin(total, v, False, edges) == [1, 2]
+    assert table.best_per_bin(total, v, True, edges) == [0, 3]
+    assert table.best_per_bin(total, v, False, edges) == [1, 2]
     rows = [{"beta_z1": 2.0, "beta_z2": 2.0}, {"beta_z1": 0.5, "beta_z2": 1.0}, {"beta_z1": 1.0, "beta_z2": 1.0},
             {"beta_z1": 0.1, "beta_z2": 0.1}, {"beta_z1": 1.0}]
-    assert aggregate.equal_beta_path(rows) == [3, 2, 0]
-    assert aggregate.all_betas_one(rows) == [2, 4]
+    assert table.equal_beta_path(rows) == [3, 2, 0]
+    assert table.all_betas_one(rows) == [2, 4]
 
 
 def test_t2_curve_is_fano_inverse():
@@ -302,7 +302,7 @@ def test_three_layers_heatmaps_per_upper_beta_and_rerun(tmp_path):
     assert (tmp_path / "summary.md").read_text() == summary and (out / "rate_plane.png").exists()
     assert not [n for n in os.listdir(tmp_path) + os.listdir(out) if n.startswith(".tmp")]
     rows, _ = aggregate.collect(str(tmp_path))
-    x, y = aggregate.rate_plane_coordinates(rows)
+    x, y = table.rate_plane_coordinates(rows)
     assert x.tolist() == [2.0, 0.5, 2.0, 0.5]  # R(z3)
     np.testing.assert_allclose(y, [32.0, 32.0, 12.0, 12.0])  # R(z1|z2,z3) + R(z2|z3)
 
