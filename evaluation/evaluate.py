@@ -56,12 +56,20 @@ class EvalOptions:
     classifier_max_train: int = setting(0, "Train the reference classifier on at most N examples (0 = all).")
     figures: bool = setting(True, "Draw RUN/figures/: reconstructions, prior samples, and for each layer samples "
                                   "with only that layer drawn anew (image data only; evaluation/model_figures.py).")
+    generative_draws: int = setting(10000, "Prior draws of z_L for I_p(z_L; y_hat), each decoded and labelled by "
+                                           "the reference classifier; a categorical top divides them equally among "
+                                           "its categories, rounded up (0 = off).")
+    knn_k: int = setting(5, "Neighbours of the k-NN estimates: I_p(z_L; y_hat) of a Gaussian top, and I_q(y; z_l) "
+                            "from posterior samples of every measured layer (0 = no k-NN estimates).")
+    cluster_max_train: int = setting(0, "Categorical top: map each category to its majority label on at most N "
+                                        "training images for the clustering accuracy (0 = all).")
 
     def __post_init__(self):
         for name in ("batch_size", "num_generated", "score_splits", "classifier_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1 (got {getattr(self, name)})")
-        for name in ("max_test", "iw_samples", "classifier_min_steps", "classifier_max_train"):
+        for name in ("max_test", "iw_samples", "classifier_min_steps", "classifier_max_train", "generative_draws",
+                     "knn_k", "cluster_max_train"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, with 0 meaning off or all (got {getattr(self, name)})")
         if not 0 < self.confidence < 1:
@@ -108,6 +116,8 @@ STAGES = (
     Stage("reconstruction", stages.reconstruction),
     Stage("generation", stages.generation),
     Stage("figures", stages.figures),
+    Stage("generative_information", stages.generative_information),
+    Stage("clustering", stages.clustering),
 )
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
-from evaluation import bounds, image_quality, model_figures, mutual_information, probes, reference_classifier
+from evaluation import (bounds, image_quality, information_estimators, model_figures, mutual_information,
+                        probes, reference_classifier)
 from hvae_repr import batching, likelihoods, passes, seeds
 from hvae_repr.passes import mean_stderr
 
@@ -131,7 +132,25 @@ def mutual_informations(inp):
                                                               inp.probe_split)
         result[name] = {"label": label, "input": mixture["input"],
                         "component": "q(z_L | x_i), exact" if top else LOWER_LAYER_MI_NOTE}
+        if inp.options.knn_k:
+            result[name]["label_from_samples"] = label_from_samples(layer, inp.labels, inp.dataset.num_classes,
+                                                                    inp.options.knn_k)
     return result
+
+
+def label_from_samples(layer, labels, num_classes, k):
+    """A second estimate of I_q(y; z_l) from the pairs (z ~ q(z_l|x), y), one per test image: the k-NN
+    estimator for a Gaussian layer; for a categorical one (whose samples tie) the plug-in information of
+    the (sampled category, label) count matrix with its Miller-Madow correction."""
+    if layer.family == "categorical":
+        counts = information_estimators.count_matrix(layer.sample.argmax(1), labels, layer.sample.shape[1],
+                                                     num_classes)
+        found = information_estimators.plugin_mutual_information(counts)
+        return {"value_nats": found["miller_madow_nats"], "stderr_nats": found["stderr_nats"],
+                "estimator": "plug-in of the (sampled category, label) counts, Miller-Madow corrected",
+                "plugin": found}
+    found = information_estimators.knn_mutual_information(layer.sample, labels, k)
+    return {**found, "estimator": found["settings"]["estimator"]}
 
 
 def bound_t2(inp, rates, probes, mutual_information):
@@ -229,3 +248,90 @@ def generation(inp):
         **_classifier_trust(inp),
         "settings": {"num_samples": o.num_generated, "seed": inp.seed,
                      "samples": "ancestral prior samples z ~ p(z), image = mean of p(x|z1)"}}
+
+
+def generative_information(inp):
+    """I_p(z_L; y_hat): z_L drawn from its prior, z_{<L} from p(z_l | z_{>l}), the image the mean of
+    p(x | z1), y_hat the reference classifier's class of it. A categorical top draws every category
+    equally often and gets the plug-in information of the (category, y_hat) counts with its bias; a
+    Gaussian top gets the k-NN estimate over N prior draws."""
+    from hvae_repr.tf_env import tf
+    o, model = inp.options, inp.model
+    if not o.generative_draws:
+        return {"status": "off", "reason": "pass --generative_draws=N (e.g. 10000) to compute it"}
+    categorical, d = model.categorical_top, model.model_config.latent_dims[-1]
+    if not categorical and not o.knn_k:
+        return {"status": "off", "reason": "a Gaussian top needs the k-NN estimator: pass --knn_k=K (e.g. 5)"}
+    if categorical:
+        per_category = -(-o.generative_draws // d)
+        categories = np.repeat(np.arange(d), per_category)
+        z_top = np.eye(d, dtype=np.float32)[categories]
+    else:
+        z_top = np.random.default_rng([inp.seed, 17]).standard_normal((o.generative_draws, d)).astype(np.float32)
+    below = tf.function(lambda z, seed: model.sample(tf.shape(z)[0], seed, betas=inp.betas, top=z),
+                        reduce_retracing=True, autograph=False)
+    images = batching.map_batches(
+        lambda b, rows: below(tf.convert_to_tensor(z_top[rows]), seeds.derive(inp.seed, "generative_information", b)),
+        len(z_top), o.batch_size)
+    probs, _ = inp.classifier.predict(images)
+    predicted = probs.argmax(1)
+    num_classes = inp.dataset.num_classes
+    result = {"status": "computed", "layer": inp.latent_names[-1],
+              "predicted_class_frequencies": (np.bincount(predicted, minlength=num_classes) / len(predicted)).tolist()}
+    if categorical:
+        found = information_estimators.plugin_mutual_information(
+            information_estimators.count_matrix(categories, predicted, d, num_classes), rows_fixed=True)
+        result.update(value_nats=found["miller_madow_nats"], stderr_nats=found["stderr_nats"],
+                      plugin_nats=found["plugin_nats"], bias_nats=found["bias_nats"],
+                      ceiling_nats=found["ceiling_nats"],
+                      estimator="plug-in of the (category, predicted class) counts, Miller-Madow corrected "
+                                "(value_nats = plugin_nats - bias_nats)",
+                      counts=found["counts"], counts_axes="rows: category of z_L; columns: predicted class",
+                      plugin=found)
+    else:
+        found = information_estimators.knn_mutual_information(z_top, predicted, o.knn_k)
+        result.update(value_nats=found["value_nats"], stderr_nats=found["stderr_nats"],
+                      ceiling_nats=found["ceiling_nats"], estimator=found["settings"]["estimator"], knn=found)
+    result.update(_classifier_trust(inp))
+    result["settings"] = {"num_draws": int(len(z_top)), "seed": inp.seed, "k": o.knn_k if not categorical else None,
+                          "draws_per_category": int(per_category) if categorical else None,
+                          "images": "z_L ~ p(z_L) (each category equally often when categorical), z_{<L} ~ "
+                                    "p(z_l | z_{>l}), image = mean of p(x | z1); y_hat = argmax of the reference "
+                                    "classifier"}
+    return result
+
+
+def _top_categories(model, x, batch_size, betas):
+    """The mode of q(z_L | x) of a categorical top (the category each image is assigned to)."""
+    from hvae_repr.tf_env import tf
+    mode = tf.function(lambda xb: tf.argmax(model.posteriors(xb, use_mean=True, betas=betas)[-1].z, axis=-1),
+                       reduce_retracing=True, autograph=False)
+    return batching.map_batches(lambda b, rows: mode(tf.convert_to_tensor(x[rows], tf.float32)), len(x), batch_size)
+
+
+def clustering(inp):
+    """A categorical top layer as a clustering: each category mapped to the majority label of the training
+    images assigned to it (the mode of q(z_L | x)), the mapping scored on the test images."""
+    if not inp.model.categorical_top:
+        return {"status": "not applicable", "reason": "the top layer is Gaussian (clustering needs "
+                                                      "--top_latent=categorical)"}
+    o, d, num_classes = inp.options, inp.model.model_config.latent_dims[-1], inp.dataset.num_classes
+    x_train, y_train = inp.dataset.x_train, np.asarray(inp.dataset.y_train)
+    if o.cluster_max_train:
+        x_train, y_train = x_train[:o.cluster_max_train], y_train[:o.cluster_max_train]
+    train_counts = information_estimators.count_matrix(_top_categories(inp.model, x_train, o.batch_size, inp.betas),
+                                                       y_train, d, num_classes)
+    used = train_counts.sum(1) > 0
+    mapping = np.where(used, train_counts.argmax(1), -1)  # a category no training image uses maps to no label
+    test_categories = inp.arrays.layers[inp.latent_names[-1]].mean.argmax(1)
+    test_counts = information_estimators.count_matrix(test_categories, inp.labels, d, num_classes)
+    return {"status": "computed", "accuracy": float(np.mean(mapping[test_categories] == inp.labels)),
+            "train_accuracy": float(train_counts.max(1).sum() / train_counts.sum()),
+            "majority_class_rate": float(inp.label_prior.max()),
+            "categories_used": int(used.sum()), "num_categories": int(d),
+            "category_to_label": mapping.tolist(), "test_counts": test_counts.tolist(),
+            "counts_axes": "rows: category (mode of q(z_L|x)); columns: true label",
+            "settings": {"num_train": int(len(y_train)), "num_test": int(len(inp.labels)),
+                         "assignment": "mode of q(z_L | x)",
+                         "mapping": "each category to the majority label of its training images; a category "
+                                    "without training images maps to none (its test images count as wrong)"}}

@@ -7,7 +7,7 @@ reproducible on its own, in graph or eager code.
 from hvae_repr.tf_env import tf
 
 STREAMS = ("train_step", "test_pass", "importance_weights", "prior_samples", "summary_images", "train_betas",
-           "figures")
+           "figures", "generative_information")
 
 
 def derive(seed, stream, *indices):

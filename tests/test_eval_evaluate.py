@@ -20,8 +20,8 @@ PROBES = ("logistic_regression", "linear_svm", "rbf_svm", "knn5")
 
 
 def fast_options(tmp_path, **kw):
-    return dict(num_generated=200, classifier_dir=str(tmp_path / "classifiers"), classifier_epochs=1,
-                classifier_min_steps=20, **kw)
+    return {**dict(num_generated=200, generative_draws=500, classifier_dir=str(tmp_path / "classifiers"),
+                   classifier_epochs=1, classifier_min_steps=20), **kw}
 
 
 def _get(result, dotted):
@@ -41,14 +41,18 @@ def _check_fields(result, layers):
                 "generation.reference_classifier_test_accuracy", "settings.probe_protocol",
                 "reconstruction.classifier_accuracy", "generation.frechet_distance.value", "generation.note",
                 "versions.tensorflow", "versions.scikit_learn", "seconds.total", "settings.probe_seed",
-                "probes.on_means.concat.settings.split_seed"]
+                "probes.on_means.concat.settings.split_seed", "generative_information.value_nats",
+                "generative_information.stderr_nats", "generative_information.ceiling_nats",
+                "generative_information.settings.num_draws", "clustering.status"]
     for layer in layers:
         required += [f"rates.rate_nats.{layer}.mean", f"rates.rate_nats.{layer}.stderr",
                      f"rates.rate_bits.{layer}.mean", f"mutual_information.{layer}.label.lower_bound_nats",
                      f"mutual_information.{layer}.label.lower_bound_stderr_nats",
                      f"mutual_information.{layer}.label.mixture_estimate_nats",
                      f"mutual_information.{layer}.label.saturated", f"mutual_information.{layer}.label.trust",
-                     f"mutual_information.{layer}.input.ceiling_nats", f"mutual_information.{layer}.component"]
+                     f"mutual_information.{layer}.input.ceiling_nats", f"mutual_information.{layer}.component",
+                     f"mutual_information.{layer}.label_from_samples.value_nats",
+                     f"mutual_information.{layer}.label_from_samples.estimator"]
         required += [f"probes.on_means.{layer}.{p}.accuracy" for p in PROBES]
     for probe in PROBES:
         required += [f"probes.on_means.concat.{probe}.hyperparameters",
@@ -91,6 +95,14 @@ def test_command_line_on_tiny_run_writes_every_field(tiny_run, tmp_path):
     assert result["bound_t1"]["status"] == "unknown" and result["bound_t1"]["data_entropy_nats"] is None
     # The bound is a theorem: no honest model may violate it.
     assert result["bound_t2"]["violated"] is False
+    # A Gaussian top: I_p(z_L; y_hat) by k-NN over the prior draws, at most the entropy of the predicted classes.
+    generative = result["generative_information"]
+    assert generative["estimator"].startswith("k-NN") and generative["knn"]["num_points"] == 500
+    assert generative["knn"]["dimension"] == 4 and generative["value_nats"] <= generative["ceiling_nats"] + 1e-9
+    assert result["clustering"]["status"] == "not applicable"
+    for layer in layers:
+        knn = result["mutual_information"][layer]["label_from_samples"]
+        assert knn["num_points"] == result["num_test_examples"] and knn["dimension"] == {"z1": 8, "z2": 4}[layer]
     iw = result["importance_weighted"]
     assert iw["settings"]["num_samples"] == 5
     # log p(x) >= IW bound >= ELBO in expectation: the IW bound is not below the ELBO beyond their errors.
