@@ -36,6 +36,7 @@ import sys
 
 import numpy as np
 
+from evaluation import seed_groups
 from evaluation.table import (METRICS, TASKS, all_betas_one, best_index, beta_vectors,  # noqa: F401
                               bin_members, column_values, is_number, metric_values, natural_key,
                               total_rate_bins)
@@ -179,16 +180,19 @@ def collect(root):
         failed = sum(r["status"] == "failed" for r in rows)
         raise ValueError(f"{root} holds no finished run (no run folder with {TRAIN_RESULT}"
                          + (f"; {failed} failed, see their {ERROR_FILE}" if failed else "") + ")")
+    seed_groups.add_columns(root, rows)
     return rows, columns_of(rows)
 
 
 def columns_of(rows):
     """The column order of the module docstring over the union of the rows' columns."""
     fixed = ["run", "status", "error", "dataset", "num_layers", "top_layer", "epochs", "terms_source"]
+    fixed += [c for c in seed_groups.FIXED_COLUMNS if any(c in r for r in rows)]
     names = set().union(*rows) - set(fixed)
     layers = _layers({c.split("_")[-1] for c in names if c.startswith(("beta_z", "rate_nats_z"))})
     leading = ([f"beta_{l}" for l in layers] + [f"rate_nats_{l}" for l in layers]
                + ["total_rate_nats", "distortion_nats", "neg_elbo_nats"] + [f"active_units_{l}" for l in layers])
+    leading += [f"{c}_seed_{s}" for c in leading for s in ("mean", "stderr", "n")]
     leading = [c for c in leading if c in names]
     return fixed + leading + sorted(names - set(leading), key=natural_key)
 
@@ -300,6 +304,7 @@ def summarize(rows, num_bins=8, notes=()):
         lines.append(f"| {edges[b]:.4g} to {edges[b + 1]:.4g} | {len(members)} | {np.ptp(r):.4g} | {d.min():.4g} | "
                      f"{d.max():.4g} | {np.ptp(d):.4g} |")
 
+    lines += seed_groups.summary_lines(rows)
     for title, state in (("Failed runs", "failed"), ("Trained, not evaluated (empty metric columns)", "trained"),
                          ("Unfinished (no result and no error)", "unfinished")):
         listed = [r for r in rows if r["status"] == state]
@@ -323,6 +328,7 @@ def write_tables(rows, columns, root):
     io_utils.write_json_atomic(json_path, {
         "columns": columns, "rows": [{c: row.get(c) for c in columns} for row in rows],
         "metrics": {key: dataclasses.asdict(m) for key, m in METRICS.items()},
+        "seed_groups": seed_groups.records(rows),
         "column_rule": "see the docstring of evaluation/aggregate.py"})
     return [csv_path, json_path]
 

@@ -18,7 +18,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from evaluation import bounds
+from evaluation import bounds, seed_groups
 from evaluation import table  # the helpers shared with evaluation.aggregate
 from evaluation.table import METRICS, column_values, metric_values
 from evaluation.stats import entropy
@@ -79,6 +79,19 @@ def _rate_axis_labels(rows):
     return "R(z_L), top layer (nats)", "summed rate of the layers below z_L (nats)"
 
 
+def seed_error_bars(ax, rows, x, y, **style):
+    """At the mean of each group of two or more seeds (evaluation.seed_groups), error bars of the standard
+    error over seeds of x and y; returns the number of groups drawn."""
+    x_stats = {tuple(m): (mean, se) for m, mean, se, _ in seed_groups.group_statistics(rows, x)}
+    bars = [(x_stats[tuple(m)], (mean, se)) for m, mean, se, _ in seed_groups.group_statistics(rows, y)
+            if tuple(m) in x_stats]
+    if bars:
+        (xm, xe), (ym, ye) = (np.array(a, float).T for a in zip(*bars))
+        ax.errorbar(xm, ym, xerr=xe, yerr=ye, fmt="none", ecolor=style.pop("ecolor", "k"), elinewidth=1.0,
+                    capsize=2.5, zorder=6, label="mean +- s.e. over seeds", **style)
+    return len(bars)
+
+
 # ------------------------------------------------------------------ the rate plane
 def rate_plane(rows, path, num_bins=8):
     """One panel per metric over the rate plane; returns `path`, or None when no run has two layers
@@ -119,6 +132,7 @@ def rate_plane(rows, path, num_bins=8):
         best = table.best_per_bin(total, np.where(valued, v, np.nan), metric.higher_is_better, edges)
         ax.scatter(x[best], y[best], s=130, facecolors="none", edgecolors="red", lw=1.5, zorder=5,
                    label="best per total-rate band")
+        seed_error_bars(ax, rows, np.where(has_plane, x, np.nan), np.where(has_plane, y, np.nan))
         ax.set_title(metric.label, fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
@@ -160,26 +174,48 @@ def heatmaps(rows, out_dir):
             np.add.at(sums, (row[ok], col[ok]), v[ok])
             np.add.at(counts, (row[ok], col[ok]), 1)
             grid = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-            fig, (ax,) = _figure(1, panel_size=(6.2, 5.0))
-            cmap = _cmap(metric).with_extremes(bad="0.85")
-            image = ax.imshow(np.ma.masked_invalid(grid), origin="lower", cmap=cmap, aspect="auto")
-            fig.colorbar(image, ax=ax, label=_colorbar_label(metric))
-            if grid.size <= ANNOTATE_MAX_CELLS:
-                for (r, c), value in np.ndenumerate(grid):
-                    if np.isfinite(value):
-                        ax.text(c, r, f"{value:.3g}", ha="center", va="center", fontsize=7, color="w")
-            for r, c in zip(*np.nonzero(counts > 1)):
-                ax.add_patch(_cell_outline(r, c))
-            ax.set_xticks(*_beta_ticks(u1))
-            ax.set_yticks(*_beta_ticks(u2))
-            ax.set_xlabel("beta_1 (weight of R(z1 | z2))")
-            ax.set_ylabel("beta_2 (weight of R(z2" + (" | z3)" if upper else ")") + ")")
+            spread = seed_spread(rows, members, row, col, v, grid.shape)
+            fig, axes = _figure(2 if np.isfinite(spread).any() else 1, panel_size=(6.2, 5.0))
+            panels = [(axes[0], grid, _cmap(metric), _colorbar_label(metric))]
+            if len(axes) > 1:
+                panels.append((axes[1], spread, colormaps["magma"], "standard error over seeds"))
+            for ax, values, cmap, label in panels:
+                image = ax.imshow(np.ma.masked_invalid(values), origin="lower", cmap=cmap.with_extremes(bad="0.85"),
+                                  aspect="auto")
+                fig.colorbar(image, ax=ax, label=label)
+                if values.size <= ANNOTATE_MAX_CELLS:
+                    for (r, c), value in np.ndenumerate(values):
+                        if np.isfinite(value):
+                            ax.text(c, r, f"{value:.3g}", ha="center", va="center", fontsize=7, color="w")
+                for r, c in zip(*np.nonzero(counts > 1)):
+                    ax.add_patch(_cell_outline(r, c))
+                ax.set_xticks(*_beta_ticks(u1))
+                ax.set_yticks(*_beta_ticks(u2))
+                ax.set_xlabel("beta_1 (weight of R(z1 | z2))")
+                ax.set_ylabel("beta_2 (weight of R(z2" + (" | z3)" if upper else ")") + ")")
+            ax = axes[0]
             title = metric.label + (f" at {', '.join(f'beta_{l + 3}={b:g}' for l, b in enumerate(upper))}"
                                     if upper else "")
             ax.set_title(title + ("; outlined cells: mean of several runs" if (counts > 1).any() else ""),
                          fontsize=10)
+            if len(axes) > 1:
+                axes[1].set_title("its standard error over the seeds of each cell (grey: one seed, or runs "
+                                  "that differ in more than the seed)", fontsize=8)
             paths.append(save_figure(fig, os.path.join(out_dir, f"heatmap_{key}{suffix}.png")))
     return paths
+
+
+def seed_spread(rows, members, row, col, v, shape):
+    """Per heatmap cell, the standard error over seeds of `v` where the cell's runs form one seed group of
+    two or more seeds with values; NaN elsewhere. members: the heatmap's rows (indices into `rows`); row,
+    col and v: one entry per member."""
+    spread = np.full(shape, np.nan)
+    for r, c in {(int(a), int(b)) for a, b in zip(row, col)}:
+        cell = np.flatnonzero((row == r) & (col == c))
+        if len(cell) > 1 and len({rows[members[i]].get("seed_group") for i in cell}) == 1:
+            _, stderr, _ = seed_groups.mean_stderr_n(v[cell])
+            spread[r, c] = np.nan if stderr is None else stderr
+    return spread
 
 
 def _cell_outline(r, c):
@@ -203,6 +239,7 @@ def metrics_vs_total_rate(rows, path):
         ax.step(total[edge], v[edge], where="post", color="C3", lw=1.4,
                 label=("upper" if metric.higher_is_better else "lower") + " frontier")
         ax.scatter(total[edge], v[edge], s=30, color="C3", zorder=3)
+        seed_error_bars(ax, rows, total, v)
         ax.set_xlabel("total rate (nats)")
         ax.set_ylabel(metric.axis_label())
         ax.set_title(metric.label, fontsize=10)
@@ -254,6 +291,7 @@ def t2_probe_accuracy(rows, path):
     if ok.any():
         ax.scatter(rate[ok], accuracy[ok], marker="o", s=26, facecolors="none", edgecolors="0.4",
                    label=f"{means.label} (outside T2)")
+    seed_error_bars(ax, rows, rate, metric_values(rows, METRICS["probe_samples_top"])[0])
     priors = {}
     for row in rows:
         prior = label_prior(row)

@@ -8,9 +8,10 @@ target rates in nats for some layers instead (--target_rates_1, ...: each run ad
 betas to reach its rates, starting from --betas; hvae_repr.rate_targets), every other
 training flag passes through to every run unchanged, evaluation flags take the prefix --eval_.
 Each point is one run folder under --root named from every setting that can differ between runs
-(TrainConfig.run_name), trained and evaluated in a process of its own (launch.point). Finished
-points are skipped, so the same command resumes a sweep; an interrupted point resumes from its
-checkpoint; a failed point leaves RUN/error.txt and the sweep goes on. Two launchers on one root
+(TrainConfig.run_name; --seeds=0,1,2 makes one per seed, named as a run trained with --seed=S),
+trained and evaluated in a process of its own (launch.point). Finished points are skipped, so the
+same command resumes a sweep; an interrupted point resumes from its checkpoint; a failed point
+leaves RUN/error.txt and the sweep goes on. Two launchers on one root
 run each point once (each point's lock). Exit status 1 if any point failed, else 0.
 """
 import dataclasses
@@ -47,6 +48,9 @@ class SweepCommand:
     index: int = setting(-1, "Run only the point with this index (0-based; z1's beta varies slowest): one task of "
                              "a batch scheduler's array job; -1 = every point.")
     evaluate: bool = setting(True, "Evaluate each point after training it.")
+    seeds: tuple = setting((), "Train every grid point once per training seed (e.g. 0,1,2), one run folder each, "
+                               "named as a run trained with --seed=S; jobs are numbered point by point, seed "
+                               "fastest. Empty = once, with --seed.", item=int)
     conditional: bool = setting(False, "Train one beta-conditional model (ROOT/model, --conditional_betas, "
                                        "trained for the betas in --beta_range) and evaluate it at every grid point, "
                                        "writing the same per-point folders as separate runs.")
@@ -98,16 +102,24 @@ def plan(command, beta_texts, cores=None, target_texts=None):
         points = grid.target_grid(beta_texts, target_texts, num_layers, command.train.betas)
     else:
         points = [(betas, ()) for betas in grid.grid_from_flags(beta_texts, num_layers)]
+    if command.seeds and command.conditional:
+        raise ValueError("--seeds trains separate runs per seed; a --conditional sweep trains one model: run one "
+                         "conditional sweep per seed (--seed=S) in its own --root instead")
+    if len(set(command.seeds)) != len(command.seeds):
+        raise ValueError(f"--seeds lists a seed twice ({','.join(map(str, command.seeds))}); give each once")
+    seeds = command.seeds or (command.train.seed,)
+    points = [(betas, targets, seed) for betas, targets in points for seed in seeds]
     if not -1 <= command.index < len(points):
-        raise ValueError(f"--index={command.index} is outside the grid's {len(points)} points (0 to {len(points) - 1})")
+        raise ValueError(f"--index={command.index} is outside the grid's {len(points)} "
+                         f"{'jobs (points x seeds)' if command.seeds else 'points'} (0 to {len(points) - 1})")
     cores = cores or os.cpu_count() or 1
     threads = command.train.threads or max(1, cores // command.workers)
     root = os.path.abspath(command.root)
     jobs = []
-    for index, (betas, targets) in enumerate(points):
+    for index, (betas, targets, seed) in enumerate(points):
         if command.index >= 0 and index != command.index:
             continue
-        train = dataclasses.replace(command.train, betas=betas, target_rates=targets, threads=threads,
+        train = dataclasses.replace(command.train, betas=betas, target_rates=targets, seed=seed, threads=threads,
                                     workdir="unnamed")
         train = dataclasses.replace(train, workdir=os.path.join(root, train.run_name()))
         evaluation = command.eval
@@ -202,6 +214,8 @@ def main(flag_values):
                 raise ValueError(f"--{name} is set per point by the sweep; give one list per layer "
                                  f"(--betas_1, --betas_2, ... or --target_rates_1, ...) and the sweep's folder "
                                  f"--root instead")
+        if flag_values["seed"].present and flag_values["seeds"].value:
+            raise ValueError("--seed and --seeds both given: --seeds=S1,S2,... sets each run's seed; drop --seed")
         command = command_from_flags(flag_values)
         jobs = plan(command, {l: flag_values[f"betas_{l}"].value for l in range(1, MAX_LAYERS + 1)},
                     target_texts=target_texts)

@@ -68,7 +68,10 @@ def eval_result(betas, rates, k, violated=False, old_schema=False):
                   "distortion_nats": mean_se(k["distortion"]), "neg_elbo_nats": mean_se(k["neg_elbo"]),
                   "settings": {"seed": 0}},
         "probes": {"on_means": means, "on_samples": {top: probe}, "notes": "fabricated"},
-        "mutual_information": {top: {"label": label, "component": "exact"}},
+        "mutual_information": {top: {"label": label, "component": "exact",
+                                     "label_from_samples": {"value_nats": k["mi"] - 0.05, "estimator": "k-NN"}}},
+        "generative_information": {"value_nats": 0.8 * k["mi"], "counts": [[1, 2], [3, 4]], "layer": top},
+        "clustering": {"accuracy": k["probe"] - 0.01, "status": "computed"},
         "bound_t2": {"label_prior": PRIOR, "violated": violated, "confidence": 0.99, "layer": top},
         "bound_t1": {"data_entropy_nats": ENTROPY, "violated": False, "status": "checked"},
         "reconstruction": {"psnr": psnr, "classifier_accuracy": k["accuracy"]},
@@ -121,11 +124,13 @@ def test_csv_holds_every_run_with_its_numbers(sweep):
     assert len(rows) == 10
     assert set(rows) == {run_name(b1, b2) for b1 in BETAS for b2 in (0.1, 1.0)} | {
         os.path.join("high_beta2", run_name(b1, 10.0)) for b1 in BETAS} | {"failed_point"}
-    assert columns[:20] == [
-        "run", "status", "error", "dataset", "num_layers", "top_layer", "epochs", "terms_source",
+    assert columns[:11] == ["run", "status", "error", "dataset", "num_layers", "top_layer", "epochs", "terms_source",
+                            "seed", "seed_group", "num_seeds"]
+    assert [c for c in columns if "_seed_" not in c][11:23] == [
         "beta_z1", "beta_z2", "rate_nats_z1", "rate_nats_z2", "total_rate_nats", "distortion_nats",
         "neg_elbo_nats", "active_units_z1", "active_units_z2",
         "bound_t1_data_entropy_nats", "bound_t1_violated", "bound_t2_label_prior_0"]
+    assert columns[20:23] == ["rate_nats_z1_seed_mean", "rate_nats_z1_seed_stderr", "rate_nats_z1_seed_n"]
     for b1 in BETAS:
         for b2 in (0.1, 1.0):
             row, k = rows[run_name(b1, b2)], known(b1, b2)

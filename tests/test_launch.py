@@ -223,3 +223,23 @@ def test_conditional_sweep_trains_one_model_and_writes_a_folder_per_point(tmp_pa
     # The same command again finds every point done.
     proc = _run_sweep(root, "--betas_1=0.5,2", "--betas_2=1", "--conditional", "--epochs=3", classifiers)
     assert proc.returncode == 0 and "done 0, skipped (finished already) 2" in proc.stdout, proc.stdout
+
+
+def test_seeds_give_one_folder_per_seed_named_as_a_run_of_that_seed(tmp_path):
+    from hvae_repr.config import TrainConfig
+    command, texts = _command(f"--root={tmp_path}", "--betas_1=0.3,3", "--betas_2=1", "--seeds=0,1,2", *TINY)
+    jobs = sweep.plan(command, texts, cores=2)
+    assert [j.index for j in jobs] == list(range(6)) and len({j.workdir for j in jobs}) == 6
+    for job, (betas, seed) in zip(jobs, [(b, s) for b in ((0.3, 1.0), (3.0, 1.0)) for s in (0, 1, 2)]):
+        single, _ = _command(f"--root={tmp_path}", "--betas_1=0.3,3", "--betas_2=1", f"--seed={seed}", *TINY)
+        alone = [j for j in sweep.plan(single, texts, cores=2) if j.betas == betas][0]
+        assert job.workdir == alone.workdir  # the folder of a run trained with --seed=S, so old runs are found
+        name = TrainConfig(**{**vars(single.train), "betas": betas, "workdir": ""}).run_name()
+        assert os.path.basename(job.workdir) == name and f"seed{seed}" in name
+    assert [j.workdir for j in sweep.plan(_command(f"--root={tmp_path}", "--betas_1=0.3,3", "--betas_2=1",
+                                                   "--seeds=0,1,2", "--index=4", *TINY)[0], texts)] == [jobs[4].workdir]
+    with pytest.raises(ValueError, match="lists a seed twice"):
+        sweep.plan(_command(f"--root={tmp_path}", "--betas_1=1", "--betas_2=1", "--seeds=1,1")[0], texts)
+    with pytest.raises(ValueError, match="one conditional sweep per seed"):
+        sweep.plan(_command(f"--root={tmp_path}", "--betas_1=1", "--betas_2=1", "--seeds=0,1", "--conditional")[0],
+                   texts)
