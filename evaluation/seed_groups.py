@@ -93,10 +93,11 @@ def _seed_of(folder):
 
 
 def groups(rows):
-    """{seed_group: [row indices]} in the rows' order (rows carry `seed_group`, see add_columns)."""
+    """{seed_group: [row indices]} in the rows' order (rows carry `seed_group`, see add_columns; a row
+    without one is a group of its own)."""
     out = {}
     for i, row in enumerate(rows):
-        out.setdefault(row.get("seed_group"), []).append(i)
+        out.setdefault(row.get("seed_group") or f"(row {i})", []).append(i)
     return out
 
 

@@ -51,7 +51,8 @@ def test_plugin_bias_and_stderr_on_a_known_channel():
         # the stated bias is the plug-in's mean error, to within the Monte Carlo error of 400 repeats
         # plus the second-order terms
         mc = plugin.std() / np.sqrt(len(plugin))
-        assert plugin.mean() - truth == pytest.approx(np.mean([f["bias_nats"] for f in found]), abs=4 * mc + 0.2 / per_row)
+        stated = np.mean([f["bias_nats"] for f in found])
+        assert plugin.mean() - truth == pytest.approx(stated, abs=4 * mc + 0.2 / per_row)
         assert errors[per_row][1] < errors[per_row][0]  # Miller-Madow removes most of it
         # the delta-method standard error matches the spread over repeats
         assert np.mean([f["stderr_nats"] for f in found]) == pytest.approx(plugin.std(), rel=0.2)

@@ -83,14 +83,15 @@ def test_summary_says_which_findings_hold_across_seeds(seeded):
 
 def test_figures_draw_error_bars_where_a_group_has_several_seeds(seeded, monkeypatch, tmp_path):
     drawn = {}
-    monkeypatch.setattr(figures, "save_figure", lambda fig, path, dpi=110: drawn.setdefault(os.path.basename(path), fig))
+    monkeypatch.setattr(figures, "save_figure",
+                        lambda fig, path, dpi=110: drawn.setdefault(os.path.basename(path), fig))
     rows, _ = aggregate.collect(seeded["root"])
     figures.draw_all(rows, str(tmp_path))
     panels = drawn["metrics_vs_total_rate.png"].axes
     psnr = next(ax for ax in panels if ax.get_title() == aggregate.METRICS["psnr"].label)
     bars = [c for c in psnr.containers if isinstance(c, ErrorbarContainer)]
     assert len(bars) == 1
-    (_, _, (xerr, yerr)) = bars[0].lines[0], bars[0].lines[1], bars[0].lines[2]
+    _, _, (_, yerr) = bars[0].lines  # (data line, caps, (x bars, y bars))
     half_heights = sorted(np.ptp(seg[:, 1]) / 2 for seg in yerr.get_segments())
     expected = PSNR_STEP * np.std(SEEDS, ddof=1) / np.sqrt(3)  # every group of 3 seeds; the 4-run group: seeds 0-3
     assert len(half_heights) == 4 and half_heights[0] == pytest.approx(expected)
@@ -98,3 +99,11 @@ def test_figures_draw_error_bars_where_a_group_has_several_seeds(seeded, monkeyp
     assert len([ax for ax in heatmap.axes if ax.get_label() != "<colorbar>"]) == 2  # the metric and its seed spread
     assert any(isinstance(c, ErrorbarContainer) for c in drawn["rate_plane.png"].axes[0].containers)
     assert any(isinstance(c, ErrorbarContainer) for c in drawn["t2_probe_accuracy.png"].axes[0].containers)
+
+
+def test_rows_without_a_group_are_groups_of_one():
+    from evaluation import seed_groups
+    rows = [{"run": "a", "seed": 0}, {"run": "b", "seed": 1}, {"run": "c", "seed_group": "g"},
+            {"run": "d", "seed_group": "g"}]
+    assert list(seed_groups.groups(rows).values()) == [[0], [1], [2, 3]]
+    assert seed_groups.summary_lines(rows[:2]) == []

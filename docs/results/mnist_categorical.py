@@ -2,7 +2,7 @@
 
     python -m launch.sweep --root=sweeps/mnist_categorical --betas_1=0.1,1,10 --betas_2=0.1,1,10 \\
         --dataset=binary_mnist --data_dir=../shared/data --architecture=conv --top_latent=categorical \\
-        --latent_dims=256,10 --epochs=20 --workers=2
+        --latent_dims=256,10 --epochs=20 --workers=1 --threads=1 --eval_layers=top
     python -m evaluation.aggregate --root=sweeps/mnist_categorical
     python docs/results/mnist_categorical.py --root=sweeps/mnist_categorical
 
@@ -81,7 +81,8 @@ def findings(t, root):
                f"{point(t, top)}); a {k}-category top layer cannot hold more than ln {k} = {math.log(k):.2f} nats.")
     best = int(np.nanargmax(t["mi_low"]))
     out.append(f"I_q(y; z2): its lower bound is largest at betas {point(t, best)} ({fmt(t['mi_low'][best])} nats, "
-               f"{100 * t['mi_low'][best] / t['h_y'][best]:.0f}% of H(y) = {fmt(t['h_y'][best])}); across the {n} points it follows R(z2) "
+               f"{100 * t['mi_low'][best] / t['h_y'][best]:.0f}% of H(y) = {fmt(t['h_y'][best])}); across the {n} "
+               f"points it follows R(z2) "
                f"with Spearman correlation {fmt(spearman(t['mi_low'], t['r2']))} and R(z1|z2) with "
                f"{fmt(spearman(t['mi_low'], t['r1']))}. The exact mixture value and the plug-in of the sampled "
                f"categories agree to within {fmt(np.nanmax(np.abs(t['mi_mix'] - t['mi_counts'])), 3)} nats at every "
@@ -104,7 +105,8 @@ def findings(t, root):
     if np.isfinite(t["cluster"]).any():
         best_c = int(np.nanargmax(t["cluster"]))
         out.append(f"Clustering accuracy of z2 (each category mapped to its majority training label): best "
-                   f"{fmt(t['cluster'][best_c], 3)} at betas {point(t, best_c)}, lowest {fmt(np.nanmin(t['cluster']), 3)} "
+                   f"{fmt(t['cluster'][best_c], 3)} at betas {point(t, best_c)}, lowest "
+                   f"{fmt(np.nanmin(t['cluster']), 3)} "
                    f"(chance: the majority class, {fmt(np.nanmax(t['chance']), 3)}); Spearman correlation with "
                    f"I_q(y; z2) {fmt(spearman(t['cluster'], t['mi_mix']))}; categories used: "
                    f"{int(np.nanmin(t['used']))} to {int(np.nanmax(t['used']))} of {k}.")
