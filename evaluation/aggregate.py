@@ -19,6 +19,9 @@ Columns, in this order (the rule is stable, so a column's name says where its nu
   from eval_result["rates"] when the run is evaluated, else from train_result["test"];
   terms_source says which (the metrics of an evaluated run then come from the same pass);
 - active_units_z1, ...: from the same rates section;
+- seed, seed_group, num_seeds after terms_source, and <column>_seed_mean, _seed_stderr, _seed_n (over
+  the runs that differ only in the seed) for the rates, distortion, negative ELBO, every registry metric
+  and the T2 flag, plus bound_t2_violated_over_seeds: evaluation/seed_groups.py;
 - every other number of eval_result.json, named by its path with "_" between keys
   (eval_result["reconstruction"]["psnr"]["pooled_mse_db"] -> reconstruction_psnr_pooled_mse_db),
   sorted by name (numbers in names compare as numbers: z2 before z10). Booleans become 1/0, a list of
