@@ -281,19 +281,18 @@ def generative_information(inp):
     if categorical:
         found = information_estimators.plugin_mutual_information(
             information_estimators.count_matrix(categories, predicted, d, num_classes), rows_fixed=True)
-        result.update(value_nats=found["miller_madow_nats"], stderr_nats=found["stderr_nats"],
-                      plugin_nats=found["plugin_nats"], bias_nats=found["bias_nats"],
-                      ceiling_nats=found["ceiling_nats"],
+        estimator_settings = found.pop("settings")
+        result.update(found, value_nats=found["miller_madow_nats"],
                       estimator="plug-in of the (category, predicted class) counts, Miller-Madow corrected "
                                 "(value_nats = plugin_nats - bias_nats)",
-                      counts=found["counts"], counts_axes="rows: category of z_L; columns: predicted class",
-                      plugin=found)
+                      counts_axes="rows: category of z_L; columns: predicted class")
     else:
         found = information_estimators.knn_mutual_information(z_top, predicted, o.knn_k)
         result.update(value_nats=found["value_nats"], stderr_nats=found["stderr_nats"],
                       ceiling_nats=found["ceiling_nats"], estimator=found["settings"]["estimator"], knn=found)
     result.update(_classifier_trust(inp))
-    result["settings"] = {"num_draws": int(len(z_top)), "seed": inp.seed, "k": o.knn_k if not categorical else None,
+    result["settings"] = {"estimator": estimator_settings if categorical else result["knn"]["settings"],
+                          "num_draws": int(len(z_top)), "seed": inp.seed, "k": o.knn_k if not categorical else None,
                           "draws_per_category": int(per_category) if categorical else None,
                           "images": "z_L ~ p(z_L) (each category equally often when categorical), z_{<L} ~ "
                                     "p(z_l | z_{>l}), image = mean of p(x | z1); y_hat = argmax of the reference "
