@@ -102,7 +102,8 @@ def evaluation_section(context):
                      images_every_epochs=0)
     train(config, verbose=False)
     options = ev.EvalOptions(classifier_dir=os.path.join(folder, "classifiers"), probe_jobs=args.threads,
-                             **({"max_test": 1000, "num_generated": 1000} if args.quick else {}))
+                             **({"max_test": 1000, "num_generated": 1000, "generative_draws": 1000}
+                                if args.quick else {}))
     classifier_started = time.perf_counter()  # trains and caches the reference classifier unless cached already
     reference_classifier.load_or_train(runs_dataset(config), cache_dir=options.classifier_dir,
                                        epochs=options.classifier_epochs, min_steps=options.classifier_min_steps)
