@@ -115,9 +115,9 @@ STAGES = (
     Stage("reference_classifier", stages.reference_classifier_info),
     Stage("reconstruction", stages.reconstruction),
     Stage("generation", stages.generation),
-    Stage("figures", stages.figures),
     Stage("generative_information", stages.generative_information),
     Stage("clustering", stages.clustering),
+    Stage("figures", stages.figures),
 )
 
 
