@@ -2,10 +2,20 @@
 
 Both engines run the same job function: one `python -m launch.point ...` process per point (each
 point needs a process of its own, since TensorFlow's thread settings are per process), with its
-output appended to RUN/sweep.log.
+output appended to RUN/sweep.log. Each attempt at a point first appends an attempt line there
+(the launch's id, the node and host it ran on), so a sweep's record and summary say where every
+point ran and which ran more than once.
+
+On a Ray cluster a point whose node (or worker process) dies is a system failure: Ray runs its task
+again on a live node (up to RAY_MAX_RETRIES times) and the point resumes from its last checkpoint. A
+point that fails for its own reasons (launch.point's exit status 1: bad settings, a diverged training)
+returns "failed" normally and is not retried.
 """
 import concurrent.futures
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,30 +34,53 @@ class Job(NamedTuple):
     argv: tuple       # launch.point's flags
     threads: int      # CPU threads of the point's process
     betas: tuple = ()  # the grid point
+    launch: str = ""  # the id of the launch running it (its attempt lines in RUN/sweep.log carry it)
+
+
+RAY_MAX_RETRIES = 3  # Ray task retries after a system failure (a lost node or a killed worker)
+ATTEMPT = re.compile(r"^\[launch (\S+)\] attempt on node (\S+) \(host (\S+), pid (\d+)\)$")
+
+
+def new_launch_id():
+    """An id unique to one launcher process: host, pid and start time."""
+    return f"{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
 
 
 def command(job):
     return [sys.executable, "-m", "launch.point", *job.argv]
 
 
-def run_job(job):
+def _die_with_parent():
+    """In the point's process before it starts (Linux): it is killed when the process that started it
+    (a Ray worker) dies, as it would be when its machine goes down, instead of training on, orphaned."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def run_job(job, node="local"):
     """Runs one point in a process of its own; returns its status: done, skipped, busy or failed."""
     run = RunDir(job.workdir)
     os.makedirs(run.path, exist_ok=True)
     threads = str(job.threads)
     env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     with open(run.file(run.LOG), "a") as log:
-        code = subprocess.run(command(job), stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        log.write(f"[launch {job.launch or '-'}] attempt on node {node} (host {socket.gethostname()}, "
+                  f"pid {os.getpid()})\n")
+        log.flush()
+        orphan_guard = _die_with_parent if node != "local" and sys.platform == "linux" else None
+        code = subprocess.run(command(job), stdout=log, stderr=subprocess.STDOUT, env=env,
+                              preexec_fn=orphan_guard).returncode
     if code not in STATUS:  # killed, or crashed before it could write error.txt
         point.record_failure(run, f"the point's process ended with exit status {code}; see {run.file(run.LOG)}")
         return "failed"
     return STATUS[code]
 
 
-def timed_job(job):
+def timed_job(job, node="local"):
     """run_job's status and the point's wall time in seconds."""
     started = time.time()
-    status = run_job(job)
+    status = run_job(job, node)
     return status, time.time() - started
 
 
@@ -62,29 +95,107 @@ def run_local(jobs, workers, on_finish=None):
         return [future.result()[0] for future in futures]
 
 
+def attempts(job):
+    """Where each attempt of this launch at the job ran: [{"node", "host", "pid"}], oldest first, from
+    the attempt lines in RUN/sweep.log."""
+    path = RunDir(job.workdir).file(RunDir.LOG)
+    if not job.launch or not os.path.isfile(path):
+        return []
+    found = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            match = ATTEMPT.match(line.rstrip("\n"))
+            if match and match.group(1) == job.launch:
+                found.append({"node": match.group(2), "host": match.group(3), "pid": int(match.group(4))})
+    return found
+
+
+def resumed_from(job):
+    """"resumed from its checkpoint after epoch N" when the job's last attempt in this launch resumed
+    training (the trainer's "resuming ... after epoch N" line after that attempt's line), else ""."""
+    path = RunDir(job.workdir).file(RunDir.LOG)
+    if not job.launch or not os.path.isfile(path):
+        return ""
+    found = ""
+    with open(path, errors="replace") as f:
+        for line in f:
+            match = ATTEMPT.match(line.rstrip("\n"))
+            if match:
+                found = ""  # only what the last attempt says counts
+            resumed = re.match(r"^resuming .* after epoch (\d+) ", line)
+            if resumed:
+                found = f"resumed from its checkpoint after epoch {resumed.group(1)}"
+    return found
+
+
+def _ray_job(job):
+    """A Ray task: timed_job on the node Ray chose, named by its node id."""
+    import ray
+    return timed_job(job, node=ray.get_runtime_context().get_node_id())
+
+
+class RayCluster:
+    """Ray for one launch: joins the cluster at `address` ("auto" or host:port), or with "" starts a
+    local instance with this machine's cores; stops what it started on exit. ValueError (one line) when
+    Ray is missing or a task asks for more CPUs than any live node has (it would wait forever)."""
+
+    def __init__(self, address):
+        self.address = address
+
+    def __enter__(self):
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("--engine=ray needs Ray: pip install -e \".[ray]\"") from None
+        self.ray = ray
+        self.started_here = not ray.is_initialized()
+        if self.started_here:
+            ray.init(address=self.address or None, num_cpus=None if self.address else os.cpu_count(),
+                     include_dashboard=False, log_to_driver=False, configure_logging=False)
+        return self
+
+    def __exit__(self, *exc):
+        if self.started_here:
+            self.ray.shutdown()
+
+    def check_cpus(self, cpus):
+        largest = max([n["Resources"].get("CPU", 0) for n in self.ray.nodes() if n["Alive"]] or [0])
+        if cpus > largest:
+            raise ValueError(f"each task asks for {cpus} CPUs (--threads) but the largest live node of the Ray "
+                             f"cluster has {largest:g}; pass --threads={max(1, int(largest))} or fewer")
+
+    def results(self, refs, on_error, on_result=None):
+        """The result of each ref, in order; on_result(i, result) is called as each task ends. A task that
+        failed for good (its retries spent) gives on_error(i, error) instead."""
+        out, index, waiting = {}, {ref: i for i, ref in enumerate(refs)}, list(refs)
+        while waiting:
+            ready, waiting = self.ray.wait(waiting, num_returns=1)
+            i = index[ready[0]]
+            try:
+                out[i] = self.ray.get(ready[0])
+            except self.ray.exceptions.RayError as e:
+                out[i] = on_error(i, e)
+            if on_result:
+                on_result(i, out[i])
+        return [out[i] for i in range(len(refs))]
+
+
 def run_ray(jobs, address, on_finish=None):
     """Runs each job as a Ray task asking for job.threads CPUs; returns their statuses in order
     (on_finish as in run_local).
 
     address: "" starts a local Ray instance with this machine's cores; "auto" or host:port joins a
-    cluster (whose nodes need this package installed and the sweep's --root on a shared file system)."""
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("--engine=ray needs Ray: pip install -e \".[ray]\"") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address or None, num_cpus=None if address else os.cpu_count(),
-                 include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        task = ray.remote(timed_job)
+    cluster (whose nodes need this package installed and the sweep's --root on a shared file system).
+    A task lost with its node or worker is retried (RAY_MAX_RETRIES); one lost for good is "failed"."""
+    with RayCluster(address) as cluster:
+        cluster.check_cpus(max(job.threads for job in jobs))
+        task = cluster.ray.remote(max_retries=RAY_MAX_RETRIES)(_ray_job)
         refs = [task.options(num_cpus=job.threads).remote(job) for job in jobs]
-        waiting, job_of = list(refs), dict(zip(refs, jobs))
-        while waiting:
-            ready, waiting = ray.wait(waiting, num_returns=1)
-            if on_finish:
-                on_finish(job_of[ready[0]], *ray.get(ready[0]))
-        return [status for status, _ in ray.get(refs)]
-    finally:
-        if started_here:
-            ray.shutdown()
+
+        def lost(i, error):
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            point.record_failure(RunDir(jobs[i].workdir), f"its Ray task was lost after {RAY_MAX_RETRIES} "
+                                 f"retries: {first}", str(error))
+            return "failed", 0.0
+        finished = (lambda i, result: on_finish(jobs[i], *result)) if on_finish else None
+        return [status for status, _ in cluster.results(refs, lost, finished)]

@@ -138,6 +138,8 @@ def sweep(command, jobs, log=say):
     """Runs the jobs that have not finished; returns {status: [job, ...]} (done, skipped, busy, failed)."""
     pending = [j for j in jobs if not point.is_finished(RunDir(j.workdir), command.evaluate)]
     outcome = {"done": [], "skipped": [j for j in jobs if j not in pending], "busy": [], "failed": []}
+    launch = engines.new_launch_id()
+    pending = [j._replace(launch=launch) for j in pending]  # its attempt lines in RUN/sweep.log
     log(f"{len(jobs)} points, {len(outcome['skipped'])} finished already, running {len(pending)} "
         f"({command.engine} engine)")
     if pending:
@@ -201,7 +203,22 @@ def summary(outcome, seconds):
     for job in outcome["failed"]:
         with open(RunDir(job.workdir).file(RunDir.ERROR)) as f:
             lines.append(f"  failed: point {job.index} {job.workdir}: {f.readline().strip()}")
+    lines += retry_lines([j for done in outcome.values() for j in done])
     return "\n".join(lines)
+
+
+def retry_lines(jobs):
+    """A line for each job that ran more than once in this launch: the nodes of its attempts (each but
+    the last lost with its node or worker, and retried by Ray) and the checkpoint its last attempt resumed."""
+    lines = []
+    for job in sorted(jobs, key=lambda j: j.index):
+        tries = engines.attempts(job)
+        if len(tries) < 2:
+            continue
+        nodes = " -> ".join(t["node"][:12] for t in tries)
+        lines.append(f"  retried: point {job.index} {job.workdir}: {len(tries)} attempts on nodes {nodes} (each "
+                     f"but the last lost with its node or worker); {engines.resumed_from(job) or 'trained from the start'}")
+    return lines
 
 
 def main(flag_values):
@@ -234,7 +251,8 @@ def main(flag_values):
     seconds = time.time() - started
     stage_seconds = outcome.pop("seconds", {})
     record = {"argv": sys.argv, "seconds": seconds, "stage_seconds": stage_seconds, "points": {
-        status: [{"index": j.index, "workdir": j.workdir} for j in done] for status, done in outcome.items()}}
+        status: [{"index": j.index, "workdir": j.workdir, "attempts": engines.attempts(j)} for j in done]
+        for status, done in outcome.items()}}
     io_utils.write_json_atomic(os.path.join(command.root, f"sweep_{time.strftime('%Y%m%d-%H%M%S')}.json"), record)
     print(summary(outcome, seconds))
     print(f"aggregate with: python -m evaluation.aggregate --root={command.root}")
