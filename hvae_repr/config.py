@@ -119,6 +119,13 @@ class TrainConfig:
     log_every: int = setting(0, "Print a compact line every this many epochs, and after the first and the last "
                                 "(0 = about 20 lines per run); metrics.jsonl gets every epoch, a terminal a live "
                                 "line too.")
+    strategy: str = setting("default", "Data-parallel training (hvae_repr.distribution): default: one device; "
+                                       "mirrored: one replica per local GPU (or per --cpu_replicas logical CPU); "
+                                       "multi_worker: one replica per process (or machine) named in TF_CONFIG. "
+                                       "--batch_size stays the global batch.",
+                            ("default", "mirrored", "multi_worker"))
+    cpu_replicas: int = setting(0, "mirrored on a machine without GPUs: split the CPU into this many logical "
+                                   "devices, one replica each (0 = one per GPU, or one CPU replica).")
 
     def __post_init__(self):
         dataset_info = data.dataset_info(self.dataset)
@@ -141,6 +148,12 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1 (got {getattr(self, name)})")
+        if self.cpu_replicas < 0 or (self.cpu_replicas and self.strategy != "mirrored"):
+            raise ValueError(f"--cpu_replicas={self.cpu_replicas} needs --strategy=mirrored and must be positive "
+                             f"(or 0 for none)")
+        if self.cpu_replicas and self.batch_size % self.cpu_replicas:
+            raise ValueError(f"--batch_size={self.batch_size} does not divide into {self.cpu_replicas} replicas "
+                             f"(--cpu_replicas); use a multiple of {self.cpu_replicas}")
         if not self.learning_rate > 0:
             raise ValueError(f"--learning_rate must be positive (got {self.learning_rate})")
         if self.kl_warmup_epochs < 0:
@@ -198,6 +211,9 @@ class TrainConfig:
 
 TARGET_SETTINGS = ("target_rates", "target_dual_step", "target_rate_decay")
 
-# Settings that may differ when a run is resumed: they do not change what is trained.
+# Settings that may differ when a run is resumed: they do not change what is trained. The strategy and
+# replica count change how each step is computed, not what: the loss, metrics and gradients are
+# per-example means over the same global batch; only the order of the reductions and each replica's
+# sampling noise differ (hvae_repr.distribution), as a different thread count changes summation order.
 RESUMABLE_DIFFERENCES = ("data_dir", "threads", "checkpoint_every_secs", "images_every_epochs", "max_bad_steps",
-                         "log_every")
+                         "log_every", "strategy", "cpu_replicas")

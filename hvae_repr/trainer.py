@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from hvae_repr import conditioning, io_utils, objective, passes, progress, rate_targets, runs, seeds, units
+from hvae_repr import conditioning, distribution, io_utils, objective, passes, progress, rate_targets, runs, seeds, units
 from hvae_repr.runs import RunDir
 
 
@@ -67,6 +67,8 @@ class Trainer:
         finished = self.prepare()
         if finished is not None:
             return finished
+        if not self.placement.is_chief:  # a multi_worker worker: trains beside the chief, writes nothing
+            return self.fit()
         with self.run_dir.lock():
             return self.claim() or self.fit()
 
@@ -84,6 +86,8 @@ class Trainer:
         if run.is_trained:
             return self._finished_result()
         set_threads(cfg.threads)
+        distribution.configure_devices(cfg)
+        self.placement = distribution.Placement(cfg)
         self.dataset = runs_dataset(cfg)
         if len(self.dataset.x_train) < cfg.batch_size:
             raise ValueError(f"--batch_size={cfg.batch_size} exceeds the {len(self.dataset.x_train)} training "
@@ -92,7 +96,8 @@ class Trainer:
         from hvae_repr.model import HierarchicalVAE
         keras.utils.set_random_seed(cfg.seed)
         self.config = cfg = cfg.with_input_shape(self.dataset.input_shape)
-        self.model = HierarchicalVAE(cfg.model).build_all()
+        with self.placement.scope():
+            self.model = HierarchicalVAE(cfg.model).build_all()
         return None
 
     def claim(self):
@@ -110,8 +115,10 @@ class Trainer:
         import keras
         from hvae_repr.tf_env import tf
         cfg, model, dataset, run = self.config, self.model, self.dataset, self.run_dir
-        optimizer = keras.optimizers.Adam(cfg.learning_rate)
-        optimizer.build(model.trainable_variables)
+        chief = self.placement.is_chief
+        with self.placement.scope():
+            optimizer = keras.optimizers.Adam(cfg.learning_rate)
+            optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         seconds_var = tf.Variable(0.0, dtype=tf.float64, trainable=False)
         skipped_var = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -122,16 +129,20 @@ class Trainer:
             return tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
                                        train_seconds=seconds_var, skipped_steps=skipped_var, **targeted)
         checkpoint = make_checkpoint()
-        manager = tf.train.CheckpointManager(checkpoint, run.file(run.CHECKPOINTS), max_to_keep=2)
+        manager = tf.train.CheckpointManager(checkpoint, self.placement.checkpoint_folder(run.file(run.CHECKPOINTS)),
+                                             max_to_keep=2)
         if run.checkpoints():
             restored = runs.restore_newest(run.checkpoints(), lambda: checkpoint, run.path, log=self.log)
             self.log(f"resuming {cfg.workdir} after epoch {int(epoch_var)} ({os.path.basename(restored)})")
         start_epoch = int(epoch_var)
         metrics_file = run.file(run.METRICS)
-        _truncate_metrics(metrics_file, start_epoch)
+        if chief:
+            _truncate_metrics(metrics_file, start_epoch)
 
-        self.train_step = step_fn = make_train_step(model, optimizer, cfg.batch_size, dataset.input_shape)
-        writer = tf.summary.create_file_writer(run.file(run.SUMMARIES))
+        self.train_step = step_fn = distribution.make_step(
+            self.placement, model, optimizer, cfg.batch_size, dataset.input_shape,
+            make_train_step(model, optimizer, cfg.batch_size, dataset.input_shape))
+        writer = tf.summary.create_file_writer(run.file(run.SUMMARIES)) if chief else tf.summary.create_noop_writer()
         num_train = len(dataset.x_train)
         steps_per_epoch = num_train // cfg.batch_size
         betas = np.asarray(cfg.betas, np.float32)
@@ -176,13 +187,14 @@ class Trainer:
                                  float(seconds_var), warmup, steps_per_epoch - good, int(skipped_var))
             if targets is not None:
                 line.update(targets.record())
-            io_utils.append_jsonl(metrics_file, line)
+            if chief:
+                io_utils.append_jsonl(metrics_file, line)
             with writer.as_default(step=(epoch + 1) * steps_per_epoch):
                 _write_summaries(means)
                 if targets is not None:
                     targets.write_summaries()
                 every = cfg.images_every_epochs
-                if every and ((epoch + 1) % every == 0 or epoch + 1 == cfg.epochs):
+                if chief and every and ((epoch + 1) % every == 0 or epoch + 1 == cfg.epochs):
                     _write_images(model, dataset.x_test[:IMAGES], cfg.seed, epoch, cfg.betas)
             if time.time() - last_save >= cfg.checkpoint_every_secs or epoch + 1 == cfg.epochs:
                 manager.save(checkpoint_number=epoch + 1)
@@ -193,6 +205,9 @@ class Trainer:
                 self.log(_epoch_summary(line, cfg.epochs, steps_per_epoch / (time.time() - started),
                                         per_epoch * (cfg.epochs - epoch - 1)) + rate_targets.epoch_text(line))
 
+        if not chief:
+            self.placement.barrier()  # until the chief has written the result
+            return None
         result = self._test_result(model, dataset, float(seconds_var), steps_per_epoch, int(skipped_var))
         if targets is not None:
             rate_targets.add_to_result(result, targets, cfg.epochs * steps_per_epoch)
@@ -200,6 +215,7 @@ class Trainer:
         from hvae_repr import export
         export.export_model(model, run, cfg)
         io_utils.write_json_atomic(run.file(run.TRAIN_RESULT), result)
+        self.placement.barrier()
         self.log(format_table(result))
         self.log(f"run folder: {run.path}")
         return result
