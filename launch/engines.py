@@ -199,3 +199,42 @@ def run_ray(jobs, address, on_finish=None):
             return "failed", 0.0
         finished = (lambda i, result: on_finish(jobs[i], *result)) if on_finish else None
         return [status for status, _ in cluster.results(refs, lost, finished)]
+
+
+def _grid_task(model_run, points, root, options, threads):
+    """A Ray task (in a fresh worker process: max_calls=1): evaluation.grid.evaluate_grid on a chunk of
+    points with `threads` CPU threads; returns (its node's id, the outcome)."""
+    import ray
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    from hvae_repr import trainer
+    trainer.set_threads(threads)
+    from evaluation import grid
+    return ray.get_runtime_context().get_node_id(), grid.evaluate_grid(model_run, points, root, options,
+                                                                       log=lambda message: None)
+
+
+def evaluate_grid_ray(model_run, points, root, options, address, threads, log=print):
+    """evaluation.grid.evaluate_grid spread over a Ray cluster: the first chunk of points alone (it trains
+    and caches what every chunk shares, the reference classifier), then the rest in one chunk per
+    `threads` CPUs of the cluster, each a Ray task in a process of its own reading the shared model.
+    A chunk lost with its node is retried and skips the points already written. Returns the merged outcome."""
+    from evaluation import grid
+    model_run, root = os.path.abspath(model_run), os.path.abspath(root)  # the workers' working folder differs
+    with RayCluster(address) as cluster:
+        cluster.check_cpus(threads)
+        task = cluster.ray.remote(max_retries=RAY_MAX_RETRIES, max_calls=1)(_grid_task).options(num_cpus=threads)
+        slots = max(1, int(cluster.ray.cluster_resources().get("CPU", 1) // threads))
+        first, rest = list(points[:grid.POINTS_PER_PASS]), list(points[grid.POINTS_PER_PASS:])
+        size = -(-len(rest) // slots) if rest else 1
+        chunks = [first] + [rest[i:i + size] for i in range(0, len(rest), size)]
+        found = [cluster.ray.get(task.remote(model_run, first, root, options, threads))]
+        found += cluster.ray.get([task.remote(model_run, chunk, root, options, threads) for chunk in chunks[1:]])
+    outcome = {"done": [], "skipped": [], "busy": [], "seconds": {}}
+    for chunk, (node, part) in zip(chunks, found):
+        log(f"evaluated {len(part['done'])} of {len(chunk)} points on node {node}")
+        for key in ("done", "skipped", "busy"):
+            outcome[key] += part[key]
+        for key, seconds in part["seconds"].items():  # summed over the chunks: CPU-side seconds, not wall time
+            outcome["seconds"][key] = outcome["seconds"].get(key, 0.0) + seconds
+    return outcome

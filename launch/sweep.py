@@ -174,20 +174,25 @@ def model_job(command, cores=None):
 
 def conditional_sweep(command, jobs, log=say):
     """Trains the one conditional model (a point process like any other, without evaluation), then
-    evaluates it at the grid's points in this process (evaluation.grid); returns {status: [job, ...]} of
+    evaluates it at the grid's points in this process (evaluation.grid), or with --engine=ray in chunks
+    spread over the cluster (engines.evaluate_grid_ray); returns {status: [job, ...]} of
     the points like `sweep` (the model's job listed as failed if its training failed), and "seconds"."""
     from evaluation import grid as conditional_grid
     model = model_job(command)
     log(f"{len(jobs)} points of one beta-conditional model ({model.workdir})")
     started = time.time()
-    trained = engines.run_local([model], 1, lambda job, status, seconds: log(
-        f"[sweep] the conditional model: {status} in {progress.duration(seconds)}"))[0]
+    ray = command.engine == "ray"
+    trained = (engines.run_ray if ray else engines.run_local)(
+        [model], command.ray_address if ray else 1,
+        lambda job, status, seconds: log(f"[sweep] the conditional model: {status} in {progress.duration(seconds)}"))[0]
     outcome = {"done": [], "skipped": [], "busy": [], "failed": [], "seconds": {"model": time.time() - started}}
     if trained != "done" and trained != "skipped":
         outcome["failed" if trained == "failed" else trained] = [model]
         return outcome
-    found = conditional_grid.evaluate_grid(model.workdir, [job.betas for job in jobs], command.root, command.eval,
-                                           log)
+    betas = [job.betas for job in jobs]
+    found = (engines.evaluate_grid_ray(model.workdir, betas, command.root, command.eval, command.ray_address,
+                                       command.train.threads or 1, log) if ray  # one chunk per --threads CPUs
+             else conditional_grid.evaluate_grid(model.workdir, betas, command.root, command.eval, log))
     outcome["seconds"].update({f"grid_{k}": v for k, v in found["seconds"].items()})
     log("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in outcome["seconds"].items()))
     for job in jobs:

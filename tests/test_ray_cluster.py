@@ -6,6 +6,7 @@ reasons is not retried. The nodes are stopped by their process trees (never `ray
 stop every Ray user of the machine), even when a test fails."""
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -85,8 +86,11 @@ class Cluster:
         self.address = f"127.0.0.1:{self.port}"
         self.nodes = []
         # The nodes import this checkout (what `pip install` gives every node of a real cluster); the head
-        # declares a lost node dead after ~3 s instead of Ray's default ~30 s.
-        self.env = dict(os.environ, PYTHONPATH=REPO, RAY_health_check_period_ms="1000",
+        # declares a lost node dead after ~3 s instead of Ray's default ~30 s. Token authentication (Ray's
+        # own advice), with a token of this cluster's: whatever ~/.ray holds does not matter, and no
+        # other Ray user of the machine can join it. The sweeps run with the same environment.
+        self.env = dict(os.environ, PYTHONPATH=REPO, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
+                        RAY_health_check_period_ms="1000",
                         RAY_health_check_failure_threshold="3", RAY_health_check_initial_delay_ms="1000",
                         RAY_USAGE_STATS_ENABLED="0")
 
@@ -144,7 +148,7 @@ def cluster():
 def _sweep(cluster, root, *argv):
     return subprocess.Popen([sys.executable, "-m", "launch.sweep", f"--root={root}", *TINY, "--engine=ray",
                              f"--ray_address={cluster.address}", *argv], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONPATH=REPO))
+                            stderr=subprocess.STDOUT, text=True, env=cluster.env)
 
 
 def _record(root):
@@ -187,6 +191,26 @@ def test_a_sweep_spreads_its_points_over_both_nodes_runs_each_once_and_retries_n
     for p in done:  # trained into the shared root, once
         assert os.path.dirname(p["workdir"]) == str(root) and RunDir(p["workdir"]).is_trained
         assert _epochs(p["workdir"]) == [1]
+
+
+def test_a_conditional_sweep_evaluates_its_grid_in_chunks_on_both_nodes(cluster, tmp_path):
+    root = tmp_path / "sweep"
+    argv = [a for a in TINY if a != "--noevaluate"] + [
+        "--betas_1=0.5,1,2", "--betas_2=0.5,2", "--conditional", "--epochs=2",
+        f"--eval_classifier_dir={tmp_path / 'classifiers'}", "--eval_num_generated=100", "--eval_classifier_epochs=1",
+        "--eval_classifier_min_steps=20", "--eval_probe_names=logistic_regression", "--eval_probe_jobs=1",
+        "--eval_layers=top"]
+    proc = subprocess.run([sys.executable, "-m", "launch.sweep", f"--root={root}", *argv, "--engine=ray",
+                           f"--ray_address={cluster.address}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=900, env=cluster.env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert "done 6, skipped (finished already) 0" in proc.stdout, proc.stdout
+    chunks = [line.split() for line in proc.stdout.splitlines() if line.startswith("evaluated ") and " on node " in line]
+    # The first chunk (4 points, one test pass) alone, then the other 2 in one chunk per node, at once.
+    assert [int(c[1]) for c in chunks] == [4, 1, 1] and len({c[-1] for c in chunks[1:]}) == 2, proc.stdout
+    points = [RunDir(root / f) for f in os.listdir(root) if f != "model" and os.path.isdir(root / f)]
+    assert len(points) == 6 and all(p.is_evaluated and p.read_point()["model_run"] == str(root / "model")
+                                    for p in points)
 
 
 def test_a_lost_node_has_its_running_point_resumed_on_the_other_node(cluster, tmp_path):
