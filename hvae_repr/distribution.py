@@ -17,8 +17,9 @@ noise than a single-device run of the same seed: it trains the same model in dis
 bit (and reductions run in another order). mirrored and multi_worker need at least 2 replicas.
 
 Only the chief (the single process of default and mirrored; worker 0, or the task "chief", of
-multi_worker) writes into the run folder; the other workers save their checkpoint copies (a collective
-step of MultiWorkerMirroredStrategy) into a temporary folder and write nothing else.
+multi_worker) writes into the run folder; the other workers save their checkpoints into a temporary
+folder (TensorFlow's pattern for MultiWorkerMirroredStrategy, whose saving may need every worker) and
+write nothing else.
 """
 import json
 import os

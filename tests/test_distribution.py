@@ -80,6 +80,7 @@ def _wait(procs, timeout):
         p.wait(timeout=max(1, deadline - time.time()))
 
 
+@pytest.mark.slow  # five training processes
 def test_mirrored_and_multi_worker_runs_match_a_single_device_run_and_a_killed_worker_resumes(tmp_path):
     mirrored = subprocess.run([sys.executable, "-c", MIRRORED, _settings(), str(tmp_path)], cwd=REPO,
                               capture_output=True, text=True, timeout=900, env=dict(os.environ, PYTHONPATH=REPO))

@@ -24,6 +24,8 @@ pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e \".[
 if not sys.platform.startswith("linux"):
     pytest.skip("the cluster fixture finds the nodes' processes in /proc (Linux)", allow_module_level=True)
 
+pytestmark = pytest.mark.slow  # a cluster's start-up and a process per point: minutes on 2 cores
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 TINY = ["--dataset=binary_digits", "--latent_dims=4,2", "--hidden_units=16", "--batch_size=128",
