@@ -126,6 +126,9 @@ class TrainConfig:
                             ("default", "mirrored", "multi_worker"))
     cpu_replicas: int = setting(0, "mirrored on a machine without GPUs: split the CPU into this many logical "
                                    "devices, one replica each (0 = one per GPU, or one CPU replica).")
+    test_every_epochs: int = setting(0, "Every this many epochs, also pass over the test set and add its rates, "
+                                        "distortion and objective (at --betas) to metrics.jsonl (key test) and "
+                                        "TensorBoard (0 = never).")
 
     def __post_init__(self):
         dataset_info = data.dataset_info(self.dataset)
@@ -154,6 +157,8 @@ class TrainConfig:
         if self.cpu_replicas and self.batch_size % self.cpu_replicas:
             raise ValueError(f"--batch_size={self.batch_size} does not divide into {self.cpu_replicas} replicas "
                              f"(--cpu_replicas); use a multiple of {self.cpu_replicas}")
+        if self.test_every_epochs < 0:
+            raise ValueError(f"--test_every_epochs must be >= 0, 0 meaning never (got {self.test_every_epochs})")
         if not self.learning_rate > 0:
             raise ValueError(f"--learning_rate must be positive (got {self.learning_rate})")
         if self.kl_warmup_epochs < 0:
@@ -216,4 +221,4 @@ TARGET_SETTINGS = ("target_rates", "target_dual_step", "target_rate_decay")
 # per-example means over the same global batch; only the order of the reductions and each replica's
 # sampling noise differ (hvae_repr.distribution), as a different thread count changes summation order.
 RESUMABLE_DIFFERENCES = ("data_dir", "threads", "checkpoint_every_secs", "images_every_epochs", "max_bad_steps",
-                         "log_every", "strategy", "cpu_replicas")
+                         "log_every", "strategy", "cpu_replicas", "test_every_epochs")

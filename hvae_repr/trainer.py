@@ -187,12 +187,16 @@ class Trainer:
                                  float(seconds_var), warmup, steps_per_epoch - good, int(skipped_var))
             if targets is not None:
                 line.update(targets.record())
+            if cfg.test_every_epochs and (epoch + 1) % cfg.test_every_epochs == 0:
+                line["test"] = test_line(model, dataset.x_test, cfg.seed, cfg.betas)
             if chief:
                 io_utils.append_jsonl(metrics_file, line)
             with writer.as_default(step=(epoch + 1) * steps_per_epoch):
                 _write_summaries(means)
                 if targets is not None:
                     targets.write_summaries()
+                if "test" in line:
+                    _write_test_summaries(line["test"])
                 every = cfg.images_every_epochs
                 if chief and every and ((epoch + 1) % every == 0 or epoch + 1 == cfg.epochs):
                     _write_images(model, dataset.x_test[:IMAGES], cfg.seed, epoch, cfg.betas)
@@ -300,6 +304,24 @@ def _divergence_message(out, step, count, run, epoch_var):
             f"infinite {term}; the last "
             f"checkpoint in {run.file(run.CHECKPOINTS)} (after epoch {int(epoch_var)}) is intact; lower "
             f"--learning_rate or check the data, then rerun to resume")
+
+
+def test_line(model, x_test, seed, betas):
+    """The test set's mean rates, distortion and objective D + sum_l beta_l R_l at `betas` (nats), from the
+    pass (and seeds) of the final result: at the last epoch it equals train_result.json's test means."""
+    arrays = passes.dataset_pass(model, x_test, seed, views=False, betas=betas)
+    rates = arrays.rates.astype(np.float64).mean(0)  # float64 means, as rate_summary's
+    distortion = float(arrays.distortion.astype(np.float64).mean())
+    return {"rate_nats": by_layer([float(r) for r in rates]), "distortion_nats": distortion,
+            "objective_nats": distortion + float(np.dot(betas, rates)), "betas": by_layer(list(betas))}
+
+
+def _write_test_summaries(test):
+    from hvae_repr.tf_env import tf
+    tf.summary.scalar("test/distortion_nats", test["distortion_nats"])
+    tf.summary.scalar("test/objective_nats", test["objective_nats"])
+    for name, rate in test["rate_nats"].items():
+        tf.summary.scalar(f"test/rate_{name}_nats", rate)
 
 
 def _write_summaries(means):

@@ -357,3 +357,25 @@ def test_progress_is_a_live_line_on_a_terminal_and_a_compact_line_every_log_ever
     assert [line.split()[1] for line in compact] == ["1/4", "3/4", "4/4"], out  # epoch 2 only in metrics.jsonl
     assert "steps/s" in compact[0] and "left)" in compact[0] and "left" not in compact[-1].split("(")[-1]
     assert [line["epoch"] for line in lines(workdir)] == [1, 2, 3, 4]
+
+
+def test_test_set_objective_every_n_epochs_goes_to_metrics_and_tensorboard(tmp_path):
+    settings = dict(SMALL, epochs=2, betas=(0.5, 2.0), test_every_epochs=1)
+    workdir = str(tmp_path / "tested")
+    result = train.train(train_config(workdir=workdir, **settings), verbose=False)
+    tested = [line["test"] for line in lines(workdir)]
+    assert len(tested) == 2 and tested[0] != tested[1]
+    last, test = tested[-1], result["test"]  # the same pass and seeds as the final result
+    assert last["distortion_nats"] == pytest.approx(test["distortion_nats"]["mean"], rel=1e-12)
+    for name in ("z1", "z2"):
+        assert last["rate_nats"][name] == pytest.approx(test["rate_nats"][name]["mean"], rel=1e-12)
+    assert last["objective_nats"] == pytest.approx(last["distortion_nats"] + 0.5 * last["rate_nats"]["z1"]
+                                                   + 2.0 * last["rate_nats"]["z2"], rel=1e-12)
+    # Not a setting of what is trained: the run's name and weights are those of the run without it.
+    assert train_config(**settings).run_name() == train_config(**dict(settings, test_every_epochs=0)).run_name()
+    tags = set()
+    summaries = RunDir(workdir).file(RunDir.SUMMARIES)
+    for name in os.listdir(summaries):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(summaries, name)):
+            tags.update(v.tag for v in event.summary.value)
+    assert {"test/objective_nats", "test/distortion_nats", "test/rate_z1_nats", "test/rate_z2_nats"} <= tags
