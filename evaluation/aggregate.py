@@ -169,9 +169,11 @@ def _is_grid_model(root, run):
     if os.path.isfile(os.path.join(folder, EVAL_RESULT)) or not os.path.isfile(os.path.join(folder, CONFIG)):
         return False
     try:
-        return bool(io_utils.read_json(os.path.join(folder, CONFIG)).get("model", {}).get("conditional_betas"))
+        config = io_utils.read_json(os.path.join(folder, CONFIG))
     except (OSError, ValueError):
         return False
+    # A point refined from the model (--fixed_condition) is a row of its own.
+    return bool(config.get("model", {}).get("conditional_betas")) and not config.get("fixed_condition")
 
 
 def collect(root):

@@ -172,6 +172,9 @@ def evaluate(workdir, options=EvalOptions(), verbose=True, inp=None):
         low, high = model_config.beta_range
         result["conditional"] = {"beta_range": [low, high], "betas_in_range": all(low <= b <= high for b in inp.betas),
                                  "note": "a beta-conditional model evaluated at these betas"}
+        if inp.config.fixed_condition:
+            result["conditional"]["note"] = (f"a beta-conditional model fine-tuned at these fixed betas for "
+                                             f"{inp.config.epochs} epochs from {inp.config.init_from}")
         if not result["conditional"]["betas_in_range"]:
             result["conditional"]["warning"] = (f"betas outside the training range {low:g}..{high:g}: the model "
                                                 f"extrapolates")

@@ -31,6 +31,14 @@ def sample_betas(batch, num_layers, beta_range, seed):
     return tf.exp(tf.random.stateless_uniform((batch, num_layers), seed, minval=low, maxval=high))
 
 
+def training_betas(batch, num_layers, beta_range, seed, fixed=None):
+    """The betas [batch, num_layers] of a training batch: drawn (sample_betas), or `fixed` ([L]) for every
+    example (TrainConfig.fixed_condition: a conditional model refined at one point)."""
+    if fixed is not None:
+        return tf.broadcast_to(tf.constant(fixed, tf.float32)[None], (batch, num_layers))
+    return sample_betas(batch, num_layers, beta_range, seed)
+
+
 class Sites:
     """The FiLM sites of one model: each hidden layer registers its channel count and gets an index."""
 

@@ -103,7 +103,8 @@ class TrainConfig:
                                "with the same workdir resumes.")
     kl_warmup_epochs: int = setting(-1, "Epochs over which every beta rises linearly from 0 (0 = off; -1 = the "
                                         "paper's: off for hvae, the first fifth of the epochs for ladder; the "
-                                        "first fifth for a beta-conditional model and with --target_rates too).")
+                                        "first fifth for a beta-conditional model and with --target_rates too; "
+                                        "off for a run with --init_from).")
     gumbel_temperature: float = setting(1.0, "Categorical top layer: initial Gumbel-softmax temperature.")
     gumbel_min_temperature: float = setting(0.4, "Categorical top layer: lowest Gumbel-softmax temperature.")
     gumbel_anneal_rate: float = setting(0.007, "Temperature max(min, initial * exp(-rate * t)), t counted in "
@@ -126,6 +127,11 @@ class TrainConfig:
                             ("default", "mirrored", "multi_worker"))
     cpu_replicas: int = setting(0, "mirrored on a machine without GPUs: split the CPU into this many logical "
                                    "devices, one replica each (0 = one per GPU, or one CPU replica).")
+    init_from: str = setting("", "Folder of a finished run whose last checkpoint initialises the weights (the "
+                                 "same model settings; a fresh optimizer); '' = random initial weights.")
+    fixed_condition: bool = setting(False, "A beta-conditional model trains at --betas only (its networks see "
+                                           "them, its rates are weighted by them): the refinement of a point, "
+                                           "with --init_from its conditional model (hvae_repr.warm_start).")
     test_every_epochs: int = setting(0, "Every this many epochs, also pass over the test set and add its rates, "
                                         "distortion and objective (at --betas) to metrics.jsonl (key test) and "
                                         "TensorBoard (0 = never).")
@@ -161,12 +167,19 @@ class TrainConfig:
             raise ValueError(f"--test_every_epochs must be >= 0, 0 meaning never (got {self.test_every_epochs})")
         if not self.learning_rate > 0:
             raise ValueError(f"--learning_rate must be positive (got {self.learning_rate})")
+        if self.fixed_condition and not model.conditional_betas:
+            raise ValueError("--fixed_condition fixes the betas a beta-conditional model sees; it needs "
+                             "--conditional_betas (a model trained at fixed betas is trained at --betas anyway)")
+        if self.init_from:
+            object.__setattr__(self, "init_from", os.path.abspath(self.init_from))
         if self.kl_warmup_epochs < 0:
             # A conditional model without warm-up loses its top layer at every beta in its second epoch
             # (measured on binarized MNIST, docs/results/conditional.md), so it warms up like the ladder.
             # Target rates too: the betas adapt only after the warm-up, once the model has learned enough that
             # its rates answer to them (without it, they chase the untrained model's low rates and overshoot).
-            warm = model.inference == "ladder" or model.conditional_betas or bool(self.target_rates)
+            # A warm-started run starts from trained weights: no warm-up.
+            warm = (model.inference == "ladder" or model.conditional_betas or bool(self.target_rates)) \
+                and not self.init_from
             object.__setattr__(self, "kl_warmup_epochs", round(0.2 * self.epochs) if warm else 0)
         if not 0 < self.gumbel_min_temperature <= self.gumbel_temperature:
             raise ValueError("--gumbel_min_temperature must be positive and at most --gumbel_temperature")

@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from hvae_repr import conditioning, distribution, io_utils, objective, passes, progress, rate_targets, runs, seeds, units
+from hvae_repr import (conditioning, distribution, io_utils, objective, passes, progress, rate_targets, runs, seeds,
+                       units, warm_start)
 from hvae_repr.runs import RunDir
 
 
@@ -98,6 +99,8 @@ class Trainer:
         self.config = cfg = cfg.with_input_shape(self.dataset.input_shape)
         with self.placement.scope():
             self.model = HierarchicalVAE(cfg.model).build_all()
+        if cfg.init_from:
+            warm_start.check(cfg)
         return None
 
     def claim(self):
@@ -134,6 +137,8 @@ class Trainer:
         if run.checkpoints():
             restored = runs.restore_newest(run.checkpoints(), lambda: checkpoint, run.path, log=self.log)
             self.log(f"resuming {cfg.workdir} after epoch {int(epoch_var)} ({os.path.basename(restored)})")
+        elif cfg.init_from:
+            self.log(f"initial weights from {warm_start.restore(model, cfg, log=self.log)}")
         start_epoch = int(epoch_var)
         metrics_file = run.file(run.METRICS)
         if chief:
@@ -141,7 +146,8 @@ class Trainer:
 
         self.train_step = step_fn = distribution.make_step(
             self.placement, model, optimizer, cfg.batch_size, dataset.input_shape,
-            make_train_step(model, optimizer, cfg.batch_size, dataset.input_shape))
+            make_train_step(model, optimizer, cfg.batch_size, dataset.input_shape,
+                            fixed_betas=cfg.betas if cfg.fixed_condition else None))
         writer = tf.summary.create_file_writer(run.file(run.SUMMARIES)) if chief else tf.summary.create_noop_writer()
         num_train = len(dataset.x_train)
         steps_per_epoch = num_train // cfg.batch_size
@@ -215,6 +221,8 @@ class Trainer:
         result = self._test_result(model, dataset, float(seconds_var), steps_per_epoch, int(skipped_var))
         if targets is not None:
             rate_targets.add_to_result(result, targets, cfg.epochs * steps_per_epoch)
+        if cfg.init_from:
+            result["init_from"] = warm_start.record(cfg)
         # Export before the result file: a failed export leaves the run unfinished, so rerunning redoes it.
         from hvae_repr import export
         export.export_model(model, run, cfg)
@@ -256,12 +264,13 @@ def runs_dataset(config):
     return data.load_dataset(config.dataset, config.data_dir or None, likelihood=config.model.likelihood)
 
 
-def make_train_step(model, optimizer, batch_size, input_shape):
+def make_train_step(model, optimizer, batch_size, input_shape, fixed_betas=None):
     """One optimizer step as a tf.function with a fixed input signature (traced once).
 
     betas [L] weight the rates. A beta-conditional model instead draws every example's own betas
     (log-uniformly in its beta range, hvae_repr.conditioning), conditions its networks on them and
-    weights each example's rates by them, times `betas` (the warm-up factor, 1 without warm-up).
+    weights each example's rates by them, times `betas` (the warm-up factor, 1 without warm-up); with
+    `fixed_betas` ([L], TrainConfig.fixed_condition) every example has those instead of drawn ones.
     Returns objective.summarize's batch means and "finite": whether the loss and every gradient
     were finite (when not, no update was applied)."""
     from hvae_repr.tf_env import tf
@@ -275,8 +284,8 @@ def make_train_step(model, optimizer, batch_size, input_shape):
     def train_step(x, seed, step, betas, temperature):
         condition, weights = None, betas
         if model.conditional:
-            condition = conditioning.sample_betas(batch_size, model.num_layers, model.model_config.beta_range,
-                                                  seeds.derive(seed, "train_betas", step))
+            condition = conditioning.training_betas(batch_size, model.num_layers, model.model_config.beta_range,
+                                                    seeds.derive(seed, "train_betas", step), fixed_betas)
             weights = condition * betas  # [B, L]: each example's rates weighted by its own betas
         with tf.GradientTape() as tape:
             terms = model.terms(x, seeds.derive(seed, "train_step", step), training=True, temperature=temperature,

@@ -24,7 +24,7 @@ from typing import ClassVar
 
 
 from evaluation.evaluate import EvalOptions
-from hvae_repr import cli, io_utils, progress
+from hvae_repr import cli, io_utils, progress, warm_start
 from hvae_repr.cli import nested, setting
 from hvae_repr.config import TrainConfig
 from hvae_repr.runs import RunDir
@@ -54,6 +54,11 @@ class SweepCommand:
     conditional: bool = setting(False, "Train one beta-conditional model (ROOT/model, --conditional_betas, "
                                        "trained for the betas in --beta_range) and evaluate it at every grid point, "
                                        "writing the same per-point folders as separate runs.")
+    refine_epochs: int = setting(0, "With --conditional: each point's model is the conditional model fine-tuned "
+                                    "at the point's fixed betas for this many epochs (a run of its own under "
+                                    "ROOT/refined_<K>epochs, warm-started from ROOT/model with a fresh Adam, "
+                                    "hvae_repr.warm_start), evaluated like a separately trained point. 0 = evaluate "
+                                    "the conditional model itself.")
     train: TrainConfig = nested(TrainConfig)
     eval: EvalOptions = nested(EvalOptions, prefix="eval_")
 
@@ -91,6 +96,9 @@ def plan(command, beta_texts, cores=None, target_texts=None):
     if command.conditional and not command.train.model.conditional_betas:
         raise ValueError("a --conditional sweep needs the model's conditional_betas on; build the command with "
                          "launch.sweep.command_from_flags")
+    if command.refine_epochs < 0 or (command.refine_epochs and not command.conditional):
+        raise ValueError(f"--refine_epochs={command.refine_epochs} refines the points of a conditional model: "
+                         f"give a positive number of epochs together with --conditional")
     if command.workers < 1:
         raise ValueError(f"--workers must be at least 1 (got {command.workers})")
     num_layers = command.train.model.num_layers
@@ -114,14 +122,18 @@ def plan(command, beta_texts, cores=None, target_texts=None):
                          f"{'jobs (points x seeds)' if command.seeds else 'points'} (0 to {len(points) - 1})")
     cores = cores or os.cpu_count() or 1
     threads = command.train.threads or max(1, cores // command.workers)
-    root = os.path.abspath(command.root)
+    root = folder = os.path.abspath(command.root)
+    if command.refine_epochs:
+        folder = refined_folder(command)
     jobs = []
     for index, (betas, targets, seed) in enumerate(points):
         if command.index >= 0 and index != command.index:
             continue
         train = dataclasses.replace(command.train, betas=betas, target_rates=targets, seed=seed, threads=threads,
                                     workdir="unnamed")
-        train = dataclasses.replace(train, workdir=os.path.join(root, train.run_name()))
+        if command.refine_epochs:
+            train = warm_start.refined(train, model_folder(root), command.refine_epochs)
+        train = dataclasses.replace(train, workdir=os.path.join(folder, train.run_name()))
         evaluation = command.eval
         if evaluation.probe_jobs == EvalOptions().probe_jobs:  # not chosen: fit the point's share of the cores
             evaluation = dataclasses.replace(evaluation, probe_jobs=threads)
@@ -163,11 +175,20 @@ def point_reporter(total, log=say):
     return report
 
 
+def model_folder(root):
+    """A conditional sweep's model: ROOT/model."""
+    return os.path.join(os.path.abspath(root), "model")
+
+
+def refined_folder(command):
+    """Where the points refined for --refine_epochs=K live: ROOT/refined_<K>epochs (aggregate that folder)."""
+    return os.path.join(os.path.abspath(command.root), f"refined_{command.refine_epochs}epochs")
+
+
 def model_job(command, cores=None):
     """The job that trains a conditional sweep's one model, in ROOT/model."""
     threads = command.train.threads or cores or os.cpu_count() or 1
-    train = dataclasses.replace(command.train, threads=threads,
-                                workdir=os.path.join(os.path.abspath(command.root), "model"))
+    train = dataclasses.replace(command.train, threads=threads, workdir=model_folder(command.root))
     argv = cli.to_argv(point.PointCommand(evaluate=False, train=train))
     return engines.Job(index=-1, workdir=train.workdir, argv=tuple(argv), threads=threads)
 
@@ -175,8 +196,9 @@ def model_job(command, cores=None):
 def conditional_sweep(command, jobs, log=say):
     """Trains the one conditional model (a point process like any other, without evaluation), then
     evaluates it at the grid's points in this process (evaluation.grid), or with --engine=ray in chunks
-    spread over the cluster (engines.evaluate_grid_ray); returns {status: [job, ...]} of
-    the points like `sweep` (the model's job listed as failed if its training failed), and "seconds"."""
+    spread over the cluster (engines.evaluate_grid_ray), or with --refine_epochs runs the points'
+    refinements (`jobs`, warm-started from it) like a sweep of separate models; returns {status: [job, ...]}
+    of the points like `sweep` (the model's job listed as failed if its training failed), and "seconds"."""
     from evaluation import grid as conditional_grid
     model = model_job(command)
     log(f"{len(jobs)} points of one beta-conditional model ({model.workdir})")
@@ -188,6 +210,15 @@ def conditional_sweep(command, jobs, log=say):
     outcome = {"done": [], "skipped": [], "busy": [], "failed": [], "seconds": {"model": time.time() - started}}
     if trained != "done" and trained != "skipped":
         outcome["failed" if trained == "failed" else trained] = [model]
+        return outcome
+    if command.refine_epochs:
+        clock = time.time()
+        outcome.update(sweep(command, jobs, log))
+        done = len(outcome["done"])
+        outcome["seconds"]["refined_points"] = time.time() - clock
+        if done:  # the mean wall time of a point's process (its train_result.json and eval_result.json split it)
+            outcome["seconds"]["per_refined_point"] = outcome["seconds"]["refined_points"] * command.workers / done
+        log("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in outcome["seconds"].items()))
         return outcome
     betas = [job.betas for job in jobs]
     found = (engines.evaluate_grid_ray(model.workdir, betas, command.root, command.eval, command.ray_address,
@@ -247,7 +278,7 @@ def main(flag_values):
             print(f"{model.workdir}\t{shlex.join(engines.command(model))}")
         for job in jobs:
             what = (f"the model in {model.workdir} evaluated at betas {','.join(f'{b:g}' for b in job.betas)}"
-                    if model else shlex.join(engines.command(job)))
+                    if model and not command.refine_epochs else shlex.join(engines.command(job)))
             print(f"{job.workdir}\t{what}")
         return
     started = time.time()

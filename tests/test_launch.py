@@ -88,6 +88,7 @@ def test_each_point_gets_a_folder_named_from_its_settings_and_a_command_that_reb
 
 @pytest.mark.parametrize("argv,message", [
     (["--betas_1=1"], "--root is required"),
+    (["--root={tmp}", "--betas_1=1", "--betas_2=1", "--refine_epochs=2"], "together with --conditional"),
     (["--root={tmp}", "--betas_1=1"], "missing --betas_2"),
     (["--root={tmp}", "--betas_1=1", "--betas_2=1", "--betas=1,1"], "--betas is set per point by the sweep"),
     (["--root={tmp}", "--betas_1=1", "--betas_2=1", "--workdir=x"], "--workdir is set per point"),
@@ -224,6 +225,23 @@ def test_conditional_sweep_trains_one_model_and_writes_a_folder_per_point(tmp_pa
     # The same command again finds every point done.
     proc = _run_sweep(root, "--betas_1=0.5,2", "--betas_2=1", "--conditional", "--epochs=3", classifiers)
     assert proc.returncode == 0 and "done 0, skipped (finished already) 2" in proc.stdout, proc.stdout
+    # --refine_epochs: each point's model is a run of its own, warm-started from ROOT/model at its betas.
+    proc = _run_sweep(root, "--betas_1=0.5", "--betas_2=1", "--conditional", "--epochs=3", "--refine_epochs=1",
+                      classifiers)
+    assert proc.returncode == 0 and "done 1, skipped (finished already) 0" in proc.stdout, proc.stdout + proc.stderr
+    refined = root / "refined_1epochs"
+    [folder] = os.listdir(refined)
+    run = RunDir(refined / folder)
+    assert run.is_trained and run.is_evaluated
+    config = run.read_config()
+    assert config.init_from == str(root / "model") and config.fixed_condition and config.epochs == 1
+    assert config.betas == (0.5, 1.0) and config.kl_warmup_epochs == 0
+    assert io_utils.read_json(run.file(run.TRAIN_RESULT))["init_from"]["run_epochs"] == 3
+    assert "fine-tuned at these fixed betas" in io_utils.read_json(run.file(run.EVAL_RESULT))["conditional"]["note"]
+    rows, _ = aggregate.collect(str(refined))
+    assert [(r["beta_z1"], r["epochs"], r["status"]) for r in rows] == [(0.5, 1, "evaluated")]
+    [record] = [r for r in map(io_utils.read_json, root.glob("sweep_*.json")) if "--refine_epochs=1" in r["argv"]]
+    assert record["stage_seconds"]["refined_points"] > 0 and record["stage_seconds"]["per_refined_point"] > 0
 
 
 def test_seeds_give_one_folder_per_seed_named_as_a_run_of_that_seed(tmp_path):
