@@ -26,7 +26,10 @@ model against separately trained models of the same architecture and epochs.
 
 (sweeps/mnist_grid is the 5x5 grid of separately trained models with the paper's settings,
 docs/results/mnist_grid.py.) Every number in the page is read from the sweeps' results.csv, sweep_*.json,
-the points' eval_result.json and the runs' config.json.
+the points' eval_result.json and the runs' config.json. The page also writes conditional/spots.csv (every
+model at every spot point, evaluation/spots.py) and judges each conditional (and --refined) sweep against the
+best known separate model per point (--reference sweeps, default --separate; --seeds: seed runs whose
+spread may widen a tolerance).
 """
 import argparse
 import csv
@@ -37,6 +40,7 @@ import os
 import numpy as np
 
 import pages
+from evaluation import spots
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPOTS = [(b1, b2) for b1 in (0.1, 1.0, 10.0) for b2 in (0.1, 1.0, 10.0)]
@@ -177,6 +181,33 @@ def comparison(conditional_root, separate_root):
             *spot_table(separate, conditional)]
 
 
+def target_section(args, assets):
+    """Writes ASSETS/spots.csv (every model at every spot point) and returns the page's lines on issue 16's
+    target: each conditional or refined model against the best known separate model at each point."""
+    conditionals = [args.root] + [pair.split(",")[0] for pair in args.also] + args.refined
+    reference_sweeps = args.reference or args.separate
+    sweeps = list(dict.fromkeys(conditionals + args.separate + [p.split(",")[1] for p in args.also]
+                                + reference_sweeps + args.seeds))
+    rows = [row for sweep in sweeps for row in spots.rows_from_sweep(sweep)]
+    spots.write_csv(os.path.join(assets, "spots.csv"), rows)
+    best, spreads = spots.references(rows, reference_sweeps), spots.seed_spreads(rows, args.seeds)
+    lines = ["## The target: every spot point within tolerance of the best known separate model", "",
+             "Each point's reference is the separately trained model of lowest objective among "
+             + ", ".join(f"`{s}`" for s in reference_sweeps) + " (its sweep, seed and recipe named). Tolerances: "
+             "objective within 2% (or lower), rates within 10% or 1 nat, PSNR and the probe on z2 samples within "
+             "3% relative; " + (f"where 3 seed standard deviations (seed runs: {', '.join(f'`{s}`' for s in args.seeds)}; "
+                                "at a point without them, those of the nearest seed-run points in log beta) are "
+                                "wider, they stand in (marked 'from seeds')." if spreads else
+                                "no seed runs were given, so no seed spread widens a tolerance."), "",
+             f"Every row is in [{os.path.basename(assets)}/spots.csv]({os.path.basename(assets)}/spots.csv) "
+             "(evaluation/spots.py recomputes the verdicts from it).", ""]
+    for sweep in conditionals:
+        candidates = [row for row in rows if row["sweep"] == sweep]
+        lines += [f"### `{sweep}` ({candidates[0]['recipe'] if candidates else 'no spot points'})", "",
+                  *spots.verdict_lines(sweep, spots.verdicts(candidates, best, spreads))]
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", required=True, help="the conditional sweep of the whole grid (aggregated)")
@@ -185,6 +216,15 @@ def main():
                              "first is drawn beside it)")
     parser.add_argument("--also", action="append", default=[], metavar="CONDITIONAL,SEPARATE",
                         help="another pair of sweeps (conditional, separate), compared the same way (repeatable)")
+    parser.add_argument("--reference", action="append", default=[],
+                        help="a sweep of separately trained models that may be a point's reference: the best known "
+                             "model there, of lowest objective (repeatable; default: the --separate sweeps)")
+    parser.add_argument("--seeds", action="append", default=[],
+                        help="a sweep of seed runs (the same recipe at several seeds) whose spread may widen a "
+                             "tolerance (repeatable)")
+    parser.add_argument("--refined", action="append", default=[],
+                        help="an aggregated folder of refined points (ROOT/refined_<K>epochs of a "
+                             "--refine_epochs sweep), judged against the references too (repeatable)")
     parser.add_argument("--out", default=os.path.join(HERE, "conditional.md"))
     args = parser.parse_args()
     conditional, first = load(args.root), load(args.separate[0])
@@ -243,6 +283,7 @@ def main():
                           f"of them training) for {len(r['points'].get('done', []))} points. "
                           for r in pages.records(conditional_root)), "",
                   *comparison(conditional_root, separate_root)]
+    lines += target_section(args, assets)
     lines += ["## The 21x21 map from the conditional model", ""]
     pages.write(args.out, lines, assets, figures, "The table of every point")
 
