@@ -81,18 +81,28 @@ def _sqrt_psd(c):
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
+def feature_statistics(features):
+    """(mean, covariance) of a feature set [N, F] (N >= 2), as frechet_distance uses them."""
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or len(f) < 2:
+        raise ValueError(f"need a feature set [N, F] with N >= 2; got {f.shape}")
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
 def frechet_distance(features_a, features_b):
     """||mu_a - mu_b||^2 + tr(C_a + C_b - 2 (C_a^(1/2) C_b C_a^(1/2))^(1/2)) of two feature sets.
+
+    Either set may be given as its feature_statistics (a tuple), e.g. the test images' once for many
+    generated sets.
 
     The matrix square root uses symmetric eigen-decompositions, which stay real
     and stable for singular covariances (unlike a general sqrtm of C_a C_b).
     """
-    a = np.asarray(features_a, dtype=np.float64)
-    b = np.asarray(features_b, dtype=np.float64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
-        raise ValueError(f"need two feature sets [N, F] with the same F and N >= 2; got {a.shape}, {b.shape}")
-    mean_term = np.sum(np.square(a.mean(0) - b.mean(0)))
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    (mean_a, cov_a), (mean_b, cov_b) = (s if isinstance(s, tuple) else feature_statistics(s)
+                                        for s in (features_a, features_b))
+    if cov_a.shape != cov_b.shape:
+        raise ValueError(f"need two feature sets [N, F] with the same F; got F = {len(cov_a)} and {len(cov_b)}")
+    mean_term = np.sum(np.square(mean_a - mean_b))
     root_a = _sqrt_psd(cov_a)
     cross = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)))
     return float(max(mean_term + np.trace(cov_a) + np.trace(cov_b) - 2.0 * cross, 0.0))

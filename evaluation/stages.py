@@ -24,8 +24,8 @@ CLASSIFIER_ACCURACY_WARNING = 0.9
 @dataclasses.dataclass
 class EvalInput:
     """What every stage may read. What does not depend on the betas (the reference classifier, its
-    predictions of the test images, the probes' split, the label prior) is made on first use and kept in
-    `shared`, which the points of a conditional model's grid share."""
+    predictions of the test images and their feature statistics, the probes' split, the label prior) is
+    made on first use and kept in `shared`, which the points of a conditional model's grid share."""
     model: Any            # hvae_repr.model.HierarchicalVAE with the run's weights
     config: Any           # hvae_repr.config.TrainConfig
     dataset: Any          # hvae_repr.data.Dataset
@@ -71,6 +71,12 @@ class EvalInput:
     def test_predictions(self):
         """The reference classifier's (probabilities, features) of the test images."""
         return self._shared("test_predictions", lambda: self.classifier.predict(self.x))
+
+    @property
+    def test_feature_statistics(self):
+        """The (mean, covariance) of the test images' classifier features (the Frechet distance's reference)."""
+        return self._shared("test_feature_statistics",
+                            lambda: image_quality.feature_statistics(self.test_predictions[1]))
 
 
 def rates(inp):
@@ -227,20 +233,24 @@ def figures(inp):
 
 def prior_samples(model, n, batch_size, seed, betas=None):
     from hvae_repr.tf_env import tf
-    sample = tf.function(lambda count, seed: model.sample(count, seed, betas=betas), autograph=False)
-    return batching.map_batches(lambda b, rows: sample(rows.stop - rows.start, seeds.derive(seed, "prior_samples", b)),
-                                n, batch_size)
+    # The betas are an input of one traced function per model (not constants of a new one per call).
+    sample = passes.cached_function(model, ("prior_samples", betas is None), lambda: tf.function(
+        (lambda count, seed, b: model.sample(count, seed)) if betas is None else
+        (lambda count, seed, b: model.sample(count, seed, betas=b)), autograph=False))
+    b = tf.constant(betas if betas is not None else (), tf.float32)
+    return batching.map_batches(lambda i, rows: sample(rows.stop - rows.start, seeds.derive(seed, "prior_samples", i),
+                                                       b), n, batch_size)
 
 
 def generation(inp):
     o = inp.options
     generated = prior_samples(inp.model, o.num_generated, o.batch_size, inp.seed, inp.betas)
     gen_probs, gen_features = inp.classifier.predict(generated)
-    test_probs, test_features = inp.test_predictions
+    test_probs, _ = inp.test_predictions
     splits = min(o.score_splits, o.num_generated, len(inp.labels))
     return {
         "inception_style_score": image_quality.inception_score(gen_probs, splits),
-        "frechet_distance": {"value": image_quality.frechet_distance(gen_features, test_features),
+        "frechet_distance": {"value": image_quality.frechet_distance(gen_features, inp.test_feature_statistics),
                              "features": "penultimate layer (128 units) of the reference classifier",
                              "compared_with": f"{len(inp.labels)} test images"},
         "test_images_inception_style_score": image_quality.inception_score(test_probs, splits),

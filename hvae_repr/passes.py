@@ -5,6 +5,7 @@ The trainer's test-set result and the evaluation both come from `dataset_pass` +
 train_result.json and eval_result.json report the same rates for the same seed and batch size.
 """
 import dataclasses
+import weakref
 
 import numpy as np
 
@@ -14,6 +15,17 @@ from hvae_repr.tf_env import tf
 import tensorflow_probability as tfp
 
 DEFAULT_BATCH_SIZE = 500
+_FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {key: its tf.function}
+
+
+def cached_function(model, key, make):
+    """The tf.function `make()` made once per model and key, so that calls at many beta points (a grid's
+    test passes, its prior samples) trace it once instead of once each (tracing took most of a small
+    model's grid evaluation, benchmarks/grid_eval.py)."""
+    functions = _FUNCTIONS.setdefault(model, {})
+    if key not in functions:
+        functions[key] = make()
+    return functions[key]
 
 
 @dataclasses.dataclass
@@ -37,11 +49,13 @@ class PassArrays:
 
 
 def _batch_function(model, views):
-    """A tf.function giving every per-example quantity of one batch for each of several beta points
-    (graph mode: ~3x faster than eager). Each point uses the same seed, so its numbers do not depend on
-    which other points share the pass."""
+    """A tf.function giving every per-example quantity of one batch at one beta point (graph mode: ~3x
+    faster than eager), the betas an input: traced once per model (cached_function), however many points
+    it serves. Each point uses the same seed, so its numbers do not depend on which other points share the
+    pass."""
     tfd = tfp.distributions
 
+    @tf.function(reduce_retracing=True, autograph=False)
     def one_point(x, seed, betas):
         layers = model.posteriors(x, seed=seed, betas=betas)
         terms = model.terms_from_layers(x, layers, betas)
@@ -58,11 +72,7 @@ def _batch_function(model, views):
                                       "q_scale": tf.zeros_like(loc) if categorical else post.q.stddev(),
                                       "sample": post.z})
         return out
-
-    @tf.function(reduce_retracing=True, autograph=False)
-    def outputs(x, seed, betas_points):
-        return [one_point(x, seed, betas) for betas in tf.unstack(betas_points)]
-    return outputs
+    return one_point
 
 
 def dataset_pass(model, x, seed, batch_size=DEFAULT_BATCH_SIZE, views=True, betas=None):
@@ -76,11 +86,13 @@ def dataset_pass(model, x, seed, batch_size=DEFAULT_BATCH_SIZE, views=True, beta
 
 def dataset_passes(model, x, seed, betas_points, batch_size=DEFAULT_BATCH_SIZE, views=True):
     """dataset_pass at several beta points of a conditional model in one pass over x (a list of PassArrays)."""
-    outputs = _batch_function(model, views)
-    points = tf.constant([b if b is not None else (1.0,) * model.num_layers for b in betas_points], tf.float32)
-    joined = batching.map_batches(lambda b, rows: outputs(tf.convert_to_tensor(x[rows], tf.float32),
-                                                          seeds.derive(seed, "test_pass", b), points),
-                                  len(x), batch_size)
+    one_point = cached_function(model, ("dataset_pass", views), lambda: _batch_function(model, views))
+    points = [tf.constant(b if b is not None else (1.0,) * model.num_layers, tf.float32) for b in betas_points]
+
+    def batch(b, rows):
+        x_batch, batch_seed = tf.convert_to_tensor(x[rows], tf.float32), seeds.derive(seed, "test_pass", b)
+        return [one_point(x_batch, batch_seed, point) for point in points]
+    joined = batching.map_batches(batch, len(x), batch_size)
     return [_arrays(model, point) for point in joined]
 
 

@@ -111,6 +111,18 @@ def test_evaluation_at_a_beta_is_deterministic_and_independent_of_the_grouping(c
     assert not np.allclose(single[0].rates, single[1].rates)  # the betas reach the model
 
 
+def test_prior_samples_take_each_calls_betas_from_one_traced_function(conditional_run):
+    from evaluation import stages
+    model, _ = RunDir(conditional_run).load_model()
+    first = stages.prior_samples(model, 12, 5, 3, (0.3, 3.0))
+    other = stages.prior_samples(model, 12, 5, 3, (3.0, 0.3))
+    np.testing.assert_array_equal(stages.prior_samples(model, 12, 5, 3, (0.3, 3.0)), first)
+    assert not np.allclose(first, other)
+    from hvae_repr import seeds
+    direct = model.sample(5, seeds.derive(3, "prior_samples", 0), (3.0, 0.3)).numpy()
+    np.testing.assert_allclose(other[:5], direct, atol=1e-5)
+
+
 def test_an_ordinary_run_refuses_other_betas(tiny_run):
     from evaluation import evaluate as ev
     with pytest.raises(ValueError, match="is not beta-conditional"):

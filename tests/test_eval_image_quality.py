@@ -62,5 +62,6 @@ def test_frechet_distance_against_formula_and_gaussians():
                 - 2 * np.trace(linalg.sqrtm(ca @ cb).real))
     assert iq.frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
     assert iq.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    assert iq.frechet_distance(a, iq.feature_statistics(b)) == iq.frechet_distance(a, b)  # shared test statistics
     # Singular covariances (features that never vary) stay finite and >= 0.
     assert iq.frechet_distance(np.c_[a, np.zeros(400)], np.c_[b, np.zeros(400)]) == pytest.approx(expected, rel=1e-6)
