@@ -198,6 +198,9 @@ class TrainConfig:
         if not self.target_rates:  # the dual ascent's settings matter only with targets (run names stay as they were)
             for name in TARGET_SETTINGS:
                 values.pop(name)
+        for name in HASHED_WHEN_SET:
+            if values[name] == TrainConfig.__dataclass_fields__[name].default:
+                values.pop(name)
         return values
 
     def run_name(self):
@@ -228,6 +231,10 @@ class TrainConfig:
 
 
 TARGET_SETTINGS = ("target_rates", "target_dual_step", "target_rate_decay")
+
+# Settings added after runs had been named from the hash of every setting: at their defaults they are left
+# out of the settings (and the name's hash), so that the runs (and sweeps) named before keep their names.
+HASHED_WHEN_SET = ("init_from", "fixed_condition")
 
 # Settings that may differ when a run is resumed: they do not change what is trained. The strategy and
 # replica count change how each step is computed, not what: the loss, metrics and gradients are

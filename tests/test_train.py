@@ -171,6 +171,11 @@ def test_derived_run_name_holds_every_setting_that_changes_the_run():
     assert len(names) == 8
     # Where the files are and how fast they are made do not change the run, nor its name.
     assert parsed("--threads=1", "--data_dir=/elsewhere", "--checkpoint_every_secs=5").workdir == base.workdir
+    # Settings added later leave the names of earlier runs as they were (names computed before them).
+    assert train_config(dataset="digits").run_name() == "digits_mlp_hvae_bernoulli_z32-16_gaussian_betas1-1_seed0_17a51277"
+    assert train_config(dataset="binary_mnist", architecture="conv", epochs=20, conditional_betas=True).run_name() == \
+        "binary_mnist_conv_hvae_bernoulli_z256-20_gaussian_betas1-1_seed0_fa8296b8"
+    assert parsed("--init_from=/a/run").workdir != base.workdir
 
 
 def test_categorical_top_layer_trains(tmp_path, monkeypatch):
