@@ -13,7 +13,9 @@ is not searched further). Writes, each atomically and replacing earlier ones:
 
 Columns, in this order (the rule is stable, so a column's name says where its number comes from):
 - run (folder relative to DIR), status (evaluated | trained: not evaluated | failed: error.txt,
-  first line in `error` | unfinished: neither result nor error), dataset, num_layers, top_layer, epochs;
+  first line in `error` | unfinished: neither result nor error | damaged: a result file truncated or
+  not JSON, named in `error` | foreign: a folder of someone else's files), dataset, num_layers,
+  top_layer, epochs;
 - beta_z1, beta_z2, ...: eval_result["betas"], else train_result["betas"], else config.json's;
 - rate_nats_z1, ..., total_rate_nats, distortion_nats, neg_elbo_nats: test-set means per example,
   from eval_result["rates"] when the run is evaluated, else from train_result["test"];
@@ -48,6 +50,7 @@ from hvae_repr.runs import RunDir
 
 CONFIG, TRAIN_RESULT, EVAL_RESULT, ERROR_FILE = RunDir.CONFIG, RunDir.TRAIN_RESULT, RunDir.EVAL_RESULT, RunDir.ERROR
 RUN_FILES = (CONFIG, TRAIN_RESULT, EVAL_RESULT, ERROR_FILE)
+FIXED_COLUMNS = ("run", "status", "error", "dataset", "num_layers", "top_layer", "epochs", "terms_source")
 RESULTS_CSV, RESULTS_JSON, SUMMARY, FIGURES = "results.csv", "results.json", "summary.md", "figures"
 
 # Settings, bookkeeping and timings: not results, left out of the columns wherever they occur.
@@ -105,8 +108,11 @@ def _mean(value):
 
 
 def _first_line(path):
-    with open(path, errors="replace") as f:
-        lines = [line.strip() for line in f if line.strip()]
+    try:
+        with open(path, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError as e:  # deleted meanwhile
+        return f"(error.txt cannot be read: {e.strerror or e})"
     return lines[0] if lines else "(empty error.txt)"
 
 
@@ -124,17 +130,19 @@ def read_run(root, run):
     """One row: the run folder `run` (relative to `root`) as {column: value}."""
     folder = os.path.join(root, run)
     row = {"run": run, "status": None, "error": None}
-    try:
-        config, train, evaluation = (_read(folder, name) for name in (CONFIG, TRAIN_RESULT, EVAL_RESULT))
-    except (OSError, ValueError) as e:  # a corrupt file: the point is reported, the others go on
+    damaged = [problem for problem in (RunDir(folder).damaged(name) for name in (CONFIG, TRAIN_RESULT, EVAL_RESULT))
+               if problem]
+    if damaged:  # a truncated or foreign file: the point is marked and reported, the others go on
         config = train = evaluation = None
-        row["error"] = f"unreadable result file: {e}".splitlines()[0]
+        row["error"] = "; ".join(damaged)
+    else:
+        config, train, evaluation = (_read(folder, name) for name in (CONFIG, TRAIN_RESULT, EVAL_RESULT))
     flags = config or {}  # config.json holds the run's settings (TrainConfig) at its top level
-    if os.path.isfile(os.path.join(folder, ERROR_FILE)):
+    if not damaged and os.path.isfile(os.path.join(folder, ERROR_FILE)):
         row["error"] = _first_line(os.path.join(folder, ERROR_FILE))
     # A conditional model's grid point holds eval_result.json (and point.json) without a training run.
-    row["status"] = ("failed" if row["error"] else "evaluated" if evaluation else
-                     "trained" if train else "unfinished")
+    row["status"] = ("damaged" if damaged else "failed" if row["error"] else
+                     "evaluated" if evaluation else "trained" if train else "unfinished")
     train, evaluation = train or {}, evaluation or {}
 
     betas = evaluation.get("betas") or train.get("betas")
@@ -163,6 +171,25 @@ def read_run(root, run):
     return row
 
 
+def foreign_folders(root, runs, figures_dir=None):
+    """(folder, why) for each folder under `root` that holds files but no run's files and is not inside a
+    run folder (someone else's files in a sweep root): marked in the table, never silently dropped.
+    The aggregate's own figures folder is not searched."""
+    found, figures = [], os.path.realpath(figures_dir or os.path.join(root, FIGURES))
+    for folder, subfolders, files in os.walk(root):
+        relative = os.path.relpath(folder, root)
+        if relative in runs:
+            subfolders[:] = []
+            continue
+        subfolders[:] = [f for f in subfolders if not f.startswith(".") and
+                         os.path.realpath(os.path.join(folder, f)) != figures]
+        visible = sorted(f for f in files if not f.startswith(".") and f not in RunDir.BOOKKEEPING)
+        if relative != "." and visible:
+            found.append((relative, f"holds no run's files ({len(visible)} other files: "
+                                    f"{', '.join(visible[:3])}{', ...' if len(visible) > 3 else ''})"))
+    return found
+
+
 def _is_grid_model(root, run):
     """A conditional sweep's model (ROOT/model): its grid points are the rows, not the model itself."""
     folder = os.path.join(root, run)
@@ -176,11 +203,15 @@ def _is_grid_model(root, run):
     return bool(config.get("model", {}).get("conditional_betas")) and not config.get("fixed_condition")
 
 
-def collect(root):
-    """(rows, columns) of every run folder under `root`; ValueError when there is no finished run."""
+def collect(root, figures_dir=None):
+    """(rows, columns) of every run folder under `root` (and a row for each foreign folder); ValueError
+    when there is no finished run."""
     if not os.path.isdir(root):
         raise ValueError(f"--root={root} is not a folder; pass the sweep's root folder")
-    rows = [read_run(root, run) for run in find_run_folders(root) if not _is_grid_model(root, run)]
+    runs = find_run_folders(root)
+    rows = [read_run(root, run) for run in runs if not _is_grid_model(root, run)]
+    rows += [dict(dict.fromkeys(FIXED_COLUMNS), run=folder, status="foreign", error=error)
+             for folder, error in foreign_folders(root, runs, figures_dir)]
     if not any(r["status"] in ("evaluated", "trained") for r in rows):
         failed = sum(r["status"] == "failed" for r in rows)
         raise ValueError(f"{root} holds no finished run (no run folder with {TRAIN_RESULT}"
@@ -191,7 +222,7 @@ def collect(root):
 
 def columns_of(rows):
     """The column order of the module docstring over the union of the rows' columns."""
-    fixed = ["run", "status", "error", "dataset", "num_layers", "top_layer", "epochs", "terms_source"]
+    fixed = list(FIXED_COLUMNS)
     fixed += [c for c in seed_groups.FIXED_COLUMNS if any(c in r for r in rows)]
     names = set().union(*rows) - set(fixed)
     layers = _layers({c.split("_")[-1] for c in names if c.startswith(("beta_z", "rate_nats_z"))})
@@ -231,7 +262,8 @@ def summarize(rows, num_bins=8, notes=()):
     status = [r["status"] for r in rows]
     lines = ["# Sweep summary", "",
              f"{len(rows)} run folders: {status.count('evaluated')} evaluated, {status.count('trained')} trained "
-             f"but not evaluated, {status.count('failed')} failed, {status.count('unfinished')} unfinished. "
+             f"but not evaluated, {status.count('failed')} failed, {status.count('unfinished')} unfinished"
+             + "".join(f", {status.count(s)} {s}" for s in ("damaged", "foreign") if s in status) + ". "
              "Rates and distortion in nats per test example; columns of results.csv are explained in "
              "evaluation/aggregate.py.", "",
              "## Best run per metric", "",
@@ -311,7 +343,9 @@ def summarize(rows, num_bins=8, notes=()):
 
     lines += seed_groups.summary_lines(rows)
     for title, state in (("Failed runs", "failed"), ("Trained, not evaluated (empty metric columns)", "trained"),
-                         ("Unfinished (no result and no error)", "unfinished")):
+                         ("Unfinished (no result and no error)", "unfinished"),
+                         ("Damaged (a result file truncated or not JSON; no numbers used)", "damaged"),
+                         ("Foreign (someone else's files; no numbers used)", "foreign")):
         listed = [r for r in rows if r["status"] == state]
         if listed:
             lines += ["", f"## {title}", ""] + [
@@ -343,7 +377,10 @@ def aggregate(root, figures_dir=None, num_bins=8):
     from evaluation import figures
     if num_bins < 1:
         raise ValueError(f"total_rate_bins must be at least 1 (got {num_bins})")
-    rows, columns = collect(root)
+    rows, columns = collect(root, figures_dir)
+    for row in rows:  # each damaged or foreign folder in one line; the table marks it in `status`
+        if row["status"] in ("damaged", "foreign"):
+            print(f"warning: {os.path.join(root, row['run'])}: {row['status']}: {row['error']}", file=sys.stderr)
     written = write_tables(rows, columns, root)
     drawn, notes = figures.draw_all(rows, figures_dir or os.path.join(root, FIGURES), num_bins)
     summary = os.path.join(root, SUMMARY)

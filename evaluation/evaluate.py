@@ -16,7 +16,7 @@ import numpy as np
 
 import hvae_repr  # noqa: F401  (sets TF environment variables before TF loads)
 from evaluation import probes, stages
-from hvae_repr import cli, io_utils, passes, rate_targets
+from hvae_repr import cli, io_utils, passes, preemption, rate_targets
 from hvae_repr.cli import nested, setting
 from hvae_repr.runs import RunDir
 from hvae_repr.trainer import library_versions
@@ -150,6 +150,8 @@ def load_input(workdir, options, test_pass=True):
     if options.max_test:
         x, y = x[:options.max_test], y[:options.max_test]
     arrays = passes.dataset_pass(model, x, options.seed, options.batch_size, betas=options.betas) if test_pass else None
+    if arrays is not None:
+        passes.check_finite(arrays, workdir)
     return stages.EvalInput(model=model, config=config, dataset=dataset, x=x, labels=y, arrays=arrays,
                             options=options, seed=options.seed, betas=options.betas)
 
@@ -162,6 +164,7 @@ def evaluate(workdir, options=EvalOptions(), verbose=True, inp=None):
     """
     started = time.perf_counter()
     inp = dataclasses.replace(inp or load_input(workdir, options), folder=os.path.abspath(workdir))
+    passes.check_finite(inp.arrays, workdir)  # the stages' estimators need finite numbers
     seconds = {"load_and_test_pass": time.perf_counter() - started}
     result = {"workdir": os.path.abspath(workdir), "dataset": inp.dataset.name,
               "num_test_examples": int(len(inp.labels)), "num_classes": int(inp.dataset.num_classes),
@@ -178,14 +181,17 @@ def evaluate(workdir, options=EvalOptions(), verbose=True, inp=None):
         if not result["conditional"]["betas_in_range"]:
             result["conditional"]["warning"] = (f"betas outside the training range {low:g}..{high:g}: the model "
                                                 f"extrapolates")
-    for number, stage in enumerate(STAGES, 1):
-        if verbose:
-            print(f"[evaluate] {number}/{len(STAGES)} {stage.name} ...", flush=True)
-        clock = time.perf_counter()
-        result[stage.name] = stage.run(inp, **{name: result[name] for name in stage.needs})
-        seconds[stage.name] = time.perf_counter() - clock
-        if verbose:
-            print(f"[evaluate] {number}/{len(STAGES)} {stage.name}: {seconds[stage.name]:.1f} s", flush=True)
+    with preemption.deferred():  # a SIGTERM or SIGINT stops the evaluation between stages
+        for number, stage in enumerate(STAGES, 1):
+            preemption.check(lambda: f"the evaluation of {workdir} stopped before its {stage.name} stage; "
+                                     f"{RunDir.EVAL_RESULT} was not written; rerun the same command to evaluate it")
+            if verbose:
+                print(f"[evaluate] {number}/{len(STAGES)} {stage.name} ...", flush=True)
+            clock = time.perf_counter()
+            result[stage.name] = stage.run(inp, **{name: result[name] for name in stage.needs})
+            seconds[stage.name] = time.perf_counter() - clock
+            if verbose:
+                print(f"[evaluate] {number}/{len(STAGES)} {stage.name}: {seconds[stage.name]:.1f} s", flush=True)
     rate_targets.annotate_evaluation(result, inp.config, workdir)  # a --target_rates run: its final betas
     result["versions"] = library_versions()
     result["seconds"] = dict(seconds, total=sum(seconds.values()))
@@ -220,8 +226,12 @@ def main(flag_values):
             clock = time.perf_counter()
             inp = load_input(command.workdir, options)
             print(f"[evaluate] loaded: {time.perf_counter() - clock:.1f} s", flush=True)
-        result = evaluate(command.workdir, options, inp=inp)
-        path = write_result(command.workdir, result, overwrite=True)  # checked above
+        with preemption.exit_on_interrupt():  # a SIGTERM or SIGINT: one line, exit 143 or 130
+            result = evaluate(command.workdir, options, inp=inp)
+            with cli.one_line_errors((io_utils.WriteFailed,), status=1), io_utils.reported_write(
+                    run.file(run.EVAL_RESULT), "the run (and an earlier eval_result.json) is intact; free space "
+                                               "(or fix the permissions), then rerun the same command"):
+                path = write_result(command.workdir, result, overwrite=True)  # checked above
     print(format_summary(result))
     print(f"wrote {path}")
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from evaluation import evaluate as ev
 from evaluation import stages
-from hvae_repr import passes, progress
+from hvae_repr import io_utils, passes, progress
 from hvae_repr.runs import RunBusy, RunDir
 
 POINTS_PER_PASS = 4
@@ -31,7 +31,7 @@ def point_folder(root, config, betas):
 
 def evaluate_grid(model_run, points, root, options=ev.EvalOptions(), log=print, points_per_pass=POINTS_PER_PASS):
     """Evaluates the conditional model in `model_run` at each of `points` (tuples of betas, z1 first),
-    skipping points already evaluated; returns {"done": [...], "skipped": [...], "busy": [...]} of absolute
+    skipping points already evaluated; returns {"done", "skipped", "busy", "failed": [...]} of absolute
     folders and the seconds of each part in "seconds". points_per_pass: points per test-set pass (more
     use more memory: about 75 MB per point for binarized MNIST's 10,000 test images; the numbers do not
     depend on it)."""
@@ -46,7 +46,7 @@ def evaluate_grid(model_run, points, root, options=ev.EvalOptions(), log=print, 
     options = ev.resolved(options, config)
     folders = [point_folder(root, config, betas) for betas in points]
     todo = [(betas, folder) for betas, folder in zip(points, folders) if not RunDir(folder).is_evaluated]
-    outcome = {"done": [], "skipped": [f for f in folders if RunDir(f).is_evaluated], "busy": [],
+    outcome = {"done": [], "skipped": [f for f in folders if RunDir(f).is_evaluated], "busy": [], "failed": [],
                "seconds": {"load": 0.0, "test_pass": 0.0, "stages": 0.0, "write": 0.0}}
     if not todo:
         return outcome
@@ -89,6 +89,10 @@ def evaluate_grid(model_run, points, root, options=ev.EvalOptions(), log=print, 
             except RunBusy:
                 outcome["busy"].append(folder)
                 status = "busy"
+            except ValueError as e:  # e.g. the model is not finite at this point: the point fails, the grid goes on
+                io_utils.write_text_atomic(point.file(point.ERROR), " ".join(str(e).split()) + "\n")
+                outcome["failed"].append(folder)
+                status = f"failed: {' '.join(str(e).split())}"
             countdown.tick()
             log(f"[grid] point betas {','.join(f'{b:g}' for b in betas)} {status} in "
                 f"{progress.duration(time.perf_counter() - point_started)}; {countdown.status()}")

@@ -132,15 +132,16 @@ def to_argv(value, prefix="", only_changed=True):
 
 
 @contextlib.contextmanager
-def one_line_errors():
+def one_line_errors(errors=(ValueError, OSError), status=2):
     """Bad input (ValueError, OSError) inside the block ends the program with `error: ...` on one
-    line and exit status 2, no traceback. Errors outside the block keep their traceback."""
+    line and exit status 2, no traceback. Errors outside the block keep their traceback. (Failures
+    during the work, such as a diverged training or a full disk, use other `errors` and status 1.)"""
     try:
         yield
-    except (ValueError, OSError) as e:
+    except errors as e:
         message = " ".join(str(e).split()) or type(e).__name__
         print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(status)
 
 
 HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")

@@ -96,15 +96,19 @@ def export_model(model, run, config=None):
     """Writes RUN/export/ for `model` (the run's TrainConfig is read from the run unless given).
 
     Built beside export/ and swapped in (hvae_repr.io_utils.replacing_folder): a failure leaves
-    the old export (or none), never half of one. Returns the export folder.
+    the old export (or none), never half of one; a failed write (a full disk) is one WriteFailed line.
+    Returns the export folder.
     """
     from hvae_repr.tf_env import tf
     run = run if isinstance(run, RunDir) else RunDir(run)
     config = config or run.read_config()
-    with run.replacing(run.EXPORT) as tmp:
-        module, functions = _module(model)
-        tf.saved_model.save(module, tmp, signatures=functions)
-        io_utils.write_json_atomic(os.path.join(tmp, run.EXPORT_META), metadata(model, config, run))
+    with io_utils.reported_write(run.file(run.EXPORT), "the checkpoints (and the previous export/, if any) are "
+                                                       "intact; free space, then rerun the same command",
+                                 (tf.errors.OpError,)):
+        with run.replacing(run.EXPORT) as tmp:
+            module, functions = _module(model)
+            tf.saved_model.save(module, tmp, signatures=functions)
+            io_utils.write_json_atomic(os.path.join(tmp, run.EXPORT_META), metadata(model, config, run))
     return run.file(run.EXPORT)
 
 

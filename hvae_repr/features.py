@@ -70,9 +70,14 @@ class Encoder:
         """betas: the point (one beta per layer, z1 first) at which to use a beta-conditional model; by
         default a grid point's own, else the run's --betas. A model trained at fixed betas takes none."""
         self.export_dir = find_export(path)
-        self.meta = io_utils.read_json(os.path.join(self.export_dir, META))
         pb = os.path.join(self.export_dir, "saved_model.pb")
-        self.saved_model = _load_saved_model(os.path.abspath(self.export_dir), os.stat(pb).st_mtime_ns)
+        try:
+            self.meta = io_utils.read_json(os.path.join(self.export_dir, META))
+            self.saved_model = _load_saved_model(os.path.abspath(self.export_dir), os.stat(pb).st_mtime_ns)
+        except Exception as e:  # truncated or foreign files fail in json, protobuf or TF, each its own way
+            reason = " ".join(str(e).split())[:200] or type(e).__name__
+            raise ValueError(f"the SavedModel in {self.export_dir} is damaged ({reason}); write it again with: "
+                             f"python -m hvae_repr.export --workdir=RUN (RUN: the run folder it belongs to)") from None
         self.input_shape = tuple(self.meta["input_shape"])
         self.latent_names = tuple(self.meta["latent_names"])
         self.latent_dims = dict(zip(self.latent_names, self.meta["latent_dims"]))

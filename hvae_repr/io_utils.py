@@ -24,6 +24,25 @@ def write_text_atomic(path, text):
         raise
 
 
+class WriteFailed(OSError):
+    """A file could not be written (a full or read-only disk, a quota); the message names the file, the
+    cause and what was kept."""
+
+
+@contextlib.contextmanager
+def reported_write(path, kept, other_errors=()):
+    """Turns an OSError (and `other_errors`, e.g. TensorFlow's OpError) inside the block into one
+    WriteFailed line: `cannot write PATH (cause); KEPT`."""
+    try:
+        yield
+    except WriteFailed:
+        raise
+    except (OSError,) + tuple(other_errors) as e:
+        cause = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e) or type(e).__name__
+        cause = " ".join(str(cause).split())[:300]
+        raise WriteFailed(f"cannot write {path} ({cause}); {kept}") from None
+
+
 def write_json_atomic(path, obj):
     """Writes `obj` as JSON to `path` atomically."""
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

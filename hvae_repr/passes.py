@@ -114,13 +114,45 @@ def mean_stderr(values):
     return {"mean": mean, "stderr": stderr}
 
 
+def non_finite(arrays):
+    """{what: number of examples} for each of the pass's arrays that is NaN or infinite somewhere (a
+    diverged model): "distortion", "rate of z1", ..., and with views "mean of z1", ..., "reconstruction"."""
+    def count(values):
+        values = np.asarray(values, np.float64).reshape(len(values), -1)
+        return int(np.sum(~np.all(np.isfinite(values), axis=1)))
+    found = {"distortion": count(arrays.distortion)}
+    found.update({f"rate of {n}": count(arrays.rates[:, l]) for l, n in enumerate(arrays.latent_names)})
+    for name, layer in (arrays.layers or {}).items():
+        found.update({f"{part} of {name}": count(getattr(layer, part)) for part in ("mean", "q_loc", "q_scale", "sample")})
+    if arrays.recon is not None:
+        found["reconstruction"] = count(arrays.recon)
+    return {k: v for k, v in found.items() if v}
+
+
+def non_finite_message(found, num_examples, most=4):
+    parts = [f"{what} on {n} of {num_examples}" for what, n in found.items()]
+    more = f" (and {len(parts) - most} more arrays)" if len(parts) > most else ""
+    return ", ".join(parts[:most]) + more
+
+
+def check_finite(arrays, where):
+    """ValueError (one line) when the pass over the test set gave a NaN or infinite number anywhere."""
+    found = non_finite(arrays)
+    if found:
+        raise ValueError(f"{where}: the model gives a NaN or infinite {non_finite_message(found, len(arrays.distortion))} "
+                         f"test examples (it diverged in training, see its train_result.json); it cannot be "
+                         f"evaluated: retrain it, e.g. with a lower --learning_rate")
+
+
 def rate_summary(arrays, seed, batch_size=DEFAULT_BATCH_SIZE):
     """Mean (with standard error over examples) of each layer's rate, the total rate, distortion and
-    negative ELBO, in nats and bits, and each layer's active units."""
+    negative ELBO, in nats and bits, and each layer's active units. When a term is NaN or infinite on some
+    example, "non_finite" counts those examples per term and "warning" says so (the means are then not
+    finite either)."""
     total = arrays.rates.sum(1)
     rate_nats = {n: mean_stderr(arrays.rates[:, l]) for l, n in enumerate(arrays.latent_names)}
     total_nats = mean_stderr(total)
-    return {
+    summary = {
         "rate_nats": rate_nats,
         "rate_bits": {n: {k: units.nats_to_bits(v) for k, v in r.items()} for n, r in rate_nats.items()},
         "total_rate_nats": total_nats,
@@ -135,3 +167,12 @@ def rate_summary(arrays, seed, batch_size=DEFAULT_BATCH_SIZE):
                               "draw of the layers above",
                      "active_unit": f"a dimension whose mean KL exceeds {objective.ACTIVE_UNIT_THRESHOLD_NATS} nats"},
     }
+    terms = PassArrays(latent_names=arrays.latent_names, distortion=arrays.distortion, rates=arrays.rates,
+                       kl_per_dim_mean=arrays.kl_per_dim_mean)
+    found = non_finite(terms)
+    if found:
+        summary["non_finite"] = {"distortion_nats": found.get("distortion", 0),
+                                 "rate_nats": {n: found.get(f"rate of {n}", 0) for n in arrays.latent_names}}
+        summary["warning"] = (f"NaN or infinite {non_finite_message(found, len(total))} test examples: these "
+                              f"means are not finite (the model diverged); retrain, e.g. with a lower --learning_rate")
+    return summary

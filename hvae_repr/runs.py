@@ -95,6 +95,19 @@ class RunDir:
     def is_evaluated(self):
         return os.path.isfile(self.file(self.EVAL_RESULT))
 
+    RESULTS = (TRAIN_RESULT, EVAL_RESULT)
+
+    def damaged(self, name):
+        """Why the file `name` cannot be read as a JSON object (truncated, not JSON), or None when it is
+        readable or absent."""
+        try:
+            value = io_utils.read_json(self.file(name))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            return f"{name} is damaged ({' '.join(str(e).split())[:120]})"
+        return None if isinstance(value, dict) else f"{name} is damaged (it holds no JSON object)"
+
     def read_point(self):
         """A grid point's {"model_run": absolute path, "betas": (z1 first)}, or None for any other folder."""
         if not os.path.isfile(self.file(self.POINT)):

@@ -11,7 +11,7 @@ import contextlib
 
 from absl import logging
 
-from hvae_repr import cli
+from hvae_repr import cli, io_utils, preemption
 from hvae_repr.config import TrainConfig
 
 
@@ -28,6 +28,7 @@ def define(flag_values):
 def main(flag_values):
     logging.set_verbosity(logging.WARNING)  # keeps TensorFlow's per-checkpoint INFO lines out of the log
     from hvae_repr import trainer
+    failures = (trainer.TrainingDiverged, io_utils.WriteFailed)
     with contextlib.ExitStack() as held:
         with cli.one_line_errors():  # bad input: one clear line, no traceback (errors during training keep theirs)
             run = trainer.Trainer(cli.from_flags(TrainConfig, flag_values), verbose=True)
@@ -36,7 +37,10 @@ def main(flag_values):
                 held.enter_context(run.run_dir.lock())
                 finished = run.claim()
         if finished is None:
-            run.fit()
+            # A SIGTERM or SIGINT: a checkpoint, one line, exit 143 or 130; a diverged run or a failed write:
+            # one line, exit 1 (other errors during training keep their traceback).
+            with preemption.exit_on_interrupt(), cli.one_line_errors(failures, status=1):
+                run.fit()
 
 
 def run_main():

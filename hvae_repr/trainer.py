@@ -13,8 +13,9 @@ import time
 
 import numpy as np
 
-from hvae_repr import (conditioning, distribution, io_utils, objective, passes, progress, rate_targets, runs, seeds,
-                       units, warm_start)
+from hvae_repr import (conditioning, distribution, epoch_progress, io_utils, objective, passes, preemption, progress,
+                       rate_targets, runs, seeds, units, warm_start)
+from hvae_repr.epoch_progress import CHECKPOINT_KEY, EpochProgress
 from hvae_repr.runs import RunDir
 
 
@@ -114,7 +115,14 @@ class Trainer:
         return None
 
     def fit(self):
-        """Trains from the last checkpoint to the end, then writes export/ and train_result.json."""
+        """Trains from the last checkpoint to the end, then writes export/ and train_result.json.
+
+        A SIGTERM or SIGINT (hvae_repr.preemption) stops it after the current step with a checkpoint that
+        holds the epoch's progress, raising preemption.Interrupted; rerunning resumes at the next step."""
+        with preemption.deferred():
+            return self._fit()
+
+    def _fit(self):
         import keras
         from hvae_repr.tf_env import tf
         cfg, model, dataset, run = self.config, self.model, self.dataset, self.run_dir
@@ -127,16 +135,30 @@ class Trainer:
         skipped_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.rate_targets = targets = rate_targets.make_controller(cfg)  # None without --target_rates
         targeted = {"rate_targets": targets} if targets is not None else {}
+        self.train_step = step_fn = distribution.make_step(
+            self.placement, model, optimizer, cfg.batch_size, dataset.input_shape,
+            make_train_step(model, optimizer, cfg.batch_size, dataset.input_shape,
+                            fixed_betas=cfg.betas if cfg.fixed_condition else None))
+        outputs = dict(step_fn.get_concrete_function().structured_outputs)
+        outputs.pop("finite")
+        epoch_state = EpochProgress(outputs)
 
-        def make_checkpoint():
+        def make_checkpoint(with_progress=True):
+            parts = {CHECKPOINT_KEY: epoch_state.module} if with_progress else {}
             return tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
-                                       train_seconds=seconds_var, skipped_steps=skipped_var, **targeted)
+                                       train_seconds=seconds_var, skipped_steps=skipped_var, **targeted, **parts)
         checkpoint = make_checkpoint()
         manager = tf.train.CheckpointManager(checkpoint, self.placement.checkpoint_folder(run.file(run.CHECKPOINTS)),
                                              max_to_keep=2)
+        resume_step, resume_good, bad_in_a_row, resume_totals = 0, 0, 0, {}
         if run.checkpoints():
-            restored = runs.restore_newest(run.checkpoints(), lambda: checkpoint, run.path, log=self.log)
-            self.log(f"resuming {cfg.workdir} after epoch {int(epoch_var)} ({os.path.basename(restored)})")
+            # A checkpoint written before EpochProgress existed is restored without it (an epoch's end).
+            restoring = checkpoint if epoch_progress.in_checkpoint(run.checkpoints()[0]) else make_checkpoint(False)
+            restored = runs.restore_newest(run.checkpoints(), lambda: restoring, run.path, log=self.log)
+            resume_step, resume_good, bad_in_a_row, resume_totals = epoch_state.read()
+            where = (f"in epoch {int(epoch_var) + 1} after step {resume_step}" if resume_step else
+                     f"after epoch {int(epoch_var)}")
+            self.log(f"resuming {cfg.workdir} {where} ({os.path.basename(restored)})")
         elif cfg.init_from:
             self.log(f"initial weights from {warm_start.restore(model, cfg, log=self.log)}")
         start_epoch = int(epoch_var)
@@ -144,23 +166,46 @@ class Trainer:
         if chief:
             _truncate_metrics(metrics_file, start_epoch)
 
-        self.train_step = step_fn = distribution.make_step(
-            self.placement, model, optimizer, cfg.batch_size, dataset.input_shape,
-            make_train_step(model, optimizer, cfg.batch_size, dataset.input_shape,
-                            fixed_betas=cfg.betas if cfg.fixed_condition else None))
         writer = tf.summary.create_file_writer(run.file(run.SUMMARIES)) if chief else tf.summary.create_noop_writer()
         num_train = len(dataset.x_train)
         steps_per_epoch = num_train // cfg.batch_size
         betas = np.asarray(cfg.betas, np.float32)
         seed = tf.constant(cfg.seed, tf.int32)
-        last_save, bad_in_a_row = time.time(), 0
+        last_save, saved_epoch_end = time.time(), {}
         # A terminal gets a live line per epoch (erased when the epoch ends); every run gets compact lines.
         live, fit_started = progress.LiveLine(sys.stdout, enabled=self.verbose), time.time()
+
+        def save(number):
+            """Writes checkpoint `number`; a failed write (a full or read-only disk) is one OSError line."""
+            newest = manager.latest_checkpoint
+            kept = (f"the previous checkpoint {os.path.basename(newest)} is intact" if newest else
+                    "no checkpoint was kept")
+            with io_utils.reported_write(os.path.join(manager.directory, f"ckpt-{number}"),
+                                         f"{kept}; free space (or fix the permissions), then rerun the same "
+                                         f"command to resume", (tf.errors.OpError,)):
+                manager.save(checkpoint_number=number)
+
+        def stop(epoch, step, totals, good):
+            """At a signal: a checkpoint holding the epoch's progress (`step` steps of `epoch` done), then
+            preemption.Interrupted saying how to resume."""
+            if not preemption.received():
+                return
+            seconds_var.assign_add(time.time() - started)
+            epoch_state.store(step, good, bad_in_a_row, totals)
+            if step or saved_epoch_end.get("epoch") != epoch:  # (the end of `epoch` may be saved already)
+                save(epoch + 1 if step else epoch)
+            where = f"in epoch {epoch + 1} after step {step} of {steps_per_epoch}" if step else f"after epoch {epoch}"
+            preemption.check(lambda: f"stopped {where}; checkpoint {manager.latest_checkpoint} written; rerun "
+                                     f"the same command (--workdir={cfg.workdir}) to resume")
+
         for epoch in range(start_epoch, cfg.epochs):
             started = time.time()
             order = np.random.default_rng([cfg.seed, epoch]).permutation(num_train)
-            totals, good = {}, 0
-            for i in range(steps_per_epoch):
+            first = resume_step if epoch == start_epoch else 0
+            totals, good = (resume_totals, resume_good) if first else ({}, 0)
+            for i in range(first, steps_per_epoch):
+                if i > first:
+                    stop(epoch, i, totals, good)
                 step = epoch * steps_per_epoch + i
                 warmup = min(1.0, (step + 1) / (cfg.kl_warmup_epochs * steps_per_epoch)) if cfg.kl_warmup_epochs else 1.0
                 batch = dataset.x_train[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
@@ -183,11 +228,14 @@ class Trainer:
                     totals[key] = totals.get(key, 0.0) + value.numpy()
                 if live.active:
                     live.show(_live_text(totals, good, epoch, i, started, cfg.epochs, steps_per_epoch))
-            means = {k: v / max(good, 1) for k, v in totals.items()}
+            # An epoch whose every step was skipped has no means: its line holds nulls (and says so).
+            means = {k: v / good for k, v in totals.items()} if good else {k: None for k in outputs}
             for l in range(model.num_layers):  # active over the epoch, not the mean of per-batch counts
-                means[f"active_units_z{l + 1}"] = int(objective.count_active_units(means[f"kl_per_dim_z{l + 1}"]))
+                kl = means[f"kl_per_dim_z{l + 1}"]
+                means[f"active_units_z{l + 1}"] = None if kl is None else int(objective.count_active_units(kl))
             seconds_var.assign_add(time.time() - started)
             epoch_var.assign(epoch + 1)
+            epoch_state.store(0, 0, bad_in_a_row, {})
             # The line goes first: after a crash before the checkpoint, resuming drops it and trains again.
             line = _metrics_line(means, model.num_layers, epoch + 1, (epoch + 1) * steps_per_epoch,
                                  float(seconds_var), warmup, steps_per_epoch - good, int(skipped_var))
@@ -196,9 +244,11 @@ class Trainer:
             if cfg.test_every_epochs and (epoch + 1) % cfg.test_every_epochs == 0:
                 line["test"] = test_line(model, dataset.x_test, cfg.seed, cfg.betas)
             if chief:
-                io_utils.append_jsonl(metrics_file, line)
+                with io_utils.reported_write(metrics_file, "the checkpoints are intact; free space (or fix the "
+                                                           "permissions), then rerun the same command to resume"):
+                    io_utils.append_jsonl(metrics_file, line)
             with writer.as_default(step=(epoch + 1) * steps_per_epoch):
-                _write_summaries(means)
+                _write_summaries({k: v for k, v in means.items() if v is not None})
                 if targets is not None:
                     targets.write_summaries()
                 if "test" in line:
@@ -207,13 +257,15 @@ class Trainer:
                 if chief and every and ((epoch + 1) % every == 0 or epoch + 1 == cfg.epochs):
                     _write_images(model, dataset.x_test[:IMAGES], cfg.seed, epoch, cfg.betas)
             if time.time() - last_save >= cfg.checkpoint_every_secs or epoch + 1 == cfg.epochs:
-                manager.save(checkpoint_number=epoch + 1)
-                last_save = time.time()
+                save(epoch + 1)
+                last_save, saved_epoch_end["epoch"] = time.time(), epoch + 1
             live.clear()
             if should_log(epoch + 1, start_epoch, cfg):
                 per_epoch = (time.time() - fit_started) / (epoch + 1 - start_epoch)
                 self.log(_epoch_summary(line, cfg.epochs, steps_per_epoch / (time.time() - started),
                                         per_epoch * (cfg.epochs - epoch - 1)) + rate_targets.epoch_text(line))
+            started = time.time()
+            stop(epoch + 1, 0, {}, 0)
 
         if not chief:
             self.placement.barrier()  # until the chief has written the result
@@ -226,7 +278,9 @@ class Trainer:
         # Export before the result file: a failed export leaves the run unfinished, so rerunning redoes it.
         from hvae_repr import export
         export.export_model(model, run, cfg)
-        io_utils.write_json_atomic(run.file(run.TRAIN_RESULT), result)
+        with io_utils.reported_write(run.file(run.TRAIN_RESULT), "the checkpoints and export/ are intact; free "
+                                                                 "space, then rerun the same command"):
+            io_utils.write_json_atomic(run.file(run.TRAIN_RESULT), result)
         self.placement.barrier()
         self.log(format_table(result))
         self.log(f"run folder: {run.path}")
@@ -363,11 +417,14 @@ def _write_images(model, x, seed, epoch, betas):
 
 
 def _metrics_line(means, num_layers, epoch, step, seconds, warmup, skipped_in_epoch, skipped_total):
+    """An epoch's metrics.jsonl line; the means are null for an epoch whose every step was skipped."""
+    def number(key, kind=float):
+        return None if means[key] is None else kind(means[key])
     return {"epoch": epoch, "step": step, "train_seconds": seconds, "beta_warmup_factor": warmup,
-            "loss": float(means["loss"]), "distortion_nats": float(means["distortion"]),
-            "total_rate_nats": float(means["total_rate"]), "neg_elbo_nats": float(means["neg_elbo"]),
-            "rate_nats": by_layer([float(means[f"rate_z{l + 1}"]) for l in range(num_layers)]),
-            "active_units": by_layer([int(means[f"active_units_z{l + 1}"]) for l in range(num_layers)]),
+            "loss": number("loss"), "distortion_nats": number("distortion"),
+            "total_rate_nats": number("total_rate"), "neg_elbo_nats": number("neg_elbo"),
+            "rate_nats": by_layer([number(f"rate_z{l + 1}") for l in range(num_layers)]),
+            "active_units": by_layer([number(f"active_units_z{l + 1}", int) for l in range(num_layers)]),
             "skipped_steps": skipped_in_epoch, "skipped_steps_total": skipped_total}
 
 
@@ -404,17 +461,27 @@ def _epoch_summary(line, epochs, steps_per_second=None, seconds_left=None):
     skipped = f"  skipped {line['skipped_steps']} bad steps" if line["skipped_steps"] else ""
     pace = f", {steps_per_second:.1f} steps/s" if steps_per_second else ""
     left = f", about {progress.duration(seconds_left)} left" if seconds_left else ""
+    if line["loss"] is None:
+        return (f"epoch {line['epoch']}/{epochs}  every step had a NaN or infinite loss or gradient and was "
+                f"skipped ({line['skipped_steps']} steps; no update, no means)")
     return (f"epoch {line['epoch']}/{epochs}  loss={line['loss']:.3f}  D={line['distortion_nats']:.3f}  "
             f"{_rates_text(line['rate_nats'])} nats  ({line['train_seconds']:.1f}s{pace}{left}){skipped}")
 
 
 def _truncate_metrics(path, last_epoch):
-    """Drops lines of epochs after the restored checkpoint (they will be trained again)."""
+    """Drops lines of epochs after the restored checkpoint (they will be trained again), and a line cut
+    short by a failed write (a full disk)."""
     if not os.path.isfile(path):
         return
+    kept = []
     with open(path) as f:
-        lines = [l for l in f if l.strip() and json.loads(l)["epoch"] <= last_epoch]
-    io_utils.write_text_atomic(path, "".join(lines))
+        for text in f:
+            try:
+                if json.loads(text)["epoch"] <= last_epoch:
+                    kept.append(text if text.endswith("\n") else text + "\n")
+            except (ValueError, KeyError, TypeError):
+                continue
+    io_utils.write_text_atomic(path, "".join(kept))
 
 
 def format_table(result):
@@ -430,6 +497,7 @@ def format_table(result):
     rows.append(f"distortion {test['distortion_nats']['mean']:.3f} nats, negative ELBO "
                 f"{test['neg_elbo_nats']['mean']:.3f} nats per test example ({result['num_test_examples']} "
                 f"examples, {result['dataset']})")
-    if "warning" in result:
-        rows.append("warning: " + result["warning"])
+    for warning in (test.get("warning"), result.get("warning")):
+        if warning:
+            rows.append("warning: " + warning)
     return "\n".join(rows + rate_targets.format_lines(result))

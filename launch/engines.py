@@ -10,6 +10,10 @@ On a Ray cluster a point whose node (or worker process) dies is a system failure
 again on a live node (up to RAY_MAX_RETRIES times) and the point resumes from its last checkpoint. A
 point that fails for its own reasons (launch.point's exit status 1: bad settings, a diverged training)
 returns "failed" normally and is not retried.
+
+A SIGTERM or SIGINT of the launcher is forwarded to the running points (the local engine; the Ray
+engine cancels its tasks, which pass it on), which write a checkpoint and exit 143 / 130:
+"interrupted", neither failed nor retried; points not started yet are "not_started".
 """
 import concurrent.futures
 import os
@@ -18,10 +22,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from typing import NamedTuple
 
 from launch import point
+from hvae_repr import preemption
 from hvae_repr.runs import RunDir
 
 STATUS = {point.EXIT_DONE: "done", point.EXIT_FINISHED: "skipped", point.EXIT_BUSY: "busy",
@@ -58,23 +64,85 @@ def _die_with_parent():
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+# The point processes running now (local engine), each with how often each signal was forwarded to it.
+_children = {}
+_children_lock = threading.RLock()  # re-entrant: the signal handler runs in the main thread
+
+
+def forward_signal(signum):
+    """Sends `signum` to every running point process as many times as this launcher has received it (each
+    point runs in a session of its own, so a terminal's Ctrl-C reaches it only this way)."""
+    with _children_lock:
+        for child, sent in list(_children.items()):
+            while sent.get(signum, 0) < preemption.times_received(signum):
+                sent[signum] = sent.get(signum, 0) + 1
+                try:
+                    child.send_signal(signum)
+                except ProcessLookupError:  # it has just ended
+                    pass
+
+
+def _interrupted(code):
+    return code in [128 + s for s in preemption.SIGNALS] + [-s for s in preemption.SIGNALS]
+
+
 def run_job(job, node="local"):
-    """Runs one point in a process of its own; returns its status: done, skipped, busy or failed."""
+    """Runs one point in a process of its own; returns its status: done, skipped, busy, failed, interrupted
+    (stopped by a SIGTERM or SIGINT, its checkpoint written) or not_started (a signal came first)."""
+    if preemption.received():
+        return "not_started"
     run = RunDir(job.workdir)
-    os.makedirs(run.path, exist_ok=True)
     threads = str(job.threads)
     env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    with open(run.file(run.LOG), "a") as log:
+    try:
+        os.makedirs(run.path, exist_ok=True)
+        log = open(run.file(run.LOG), "a")
         log.write(f"[launch {job.launch or '-'}] attempt on node {node} (host {socket.gethostname()}, "
                   f"pid {os.getpid()})\n")
         log.flush()
+    except OSError as e:
+        return _failed(run, f"cannot write {run.file(run.LOG)} ({e.strerror or e})")
+    with log:
         orphan_guard = _die_with_parent if node != "local" and sys.platform == "linux" else None
-        code = subprocess.run(command(job), stdout=log, stderr=subprocess.STDOUT, env=env,
-                              preexec_fn=orphan_guard).returncode
+        child = subprocess.Popen(command(job), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                 preexec_fn=orphan_guard)
+        with _children_lock:
+            _children[child] = {}
+        try:
+            for signum in preemption.SIGNALS:  # a signal that came while it started
+                forward_signal(signum)
+            code = _wait(child)
+        finally:
+            with _children_lock:
+                _children.pop(child, None)
+    if _interrupted(code):  # its checkpoint is written: neither a failure nor (on Ray) a lost task to retry
+        return "interrupted"
+    if not os.path.isdir(run.path):
+        return _failed(run, f"its folder {run.path} is gone (deleted during the sweep?); its process ended with "
+                            f"exit status {code}")
     if code not in STATUS:  # killed, or crashed before it could write error.txt
-        point.record_failure(run, f"the point's process ended with exit status {code}; see {run.file(run.LOG)}")
-        return "failed"
+        return _failed(run, f"the point's process ended with exit status {code}; see {run.file(run.LOG)}")
     return STATUS[code]
+
+
+def _wait(child):
+    """The child's exit status; a KeyboardInterrupt here (Ray's cancel of a task) asks it to stop first."""
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.send_signal(signal.SIGTERM)
+        child.wait()
+        raise
+
+
+FAILURE_NOTES = {}  # workdir -> the line of a failure that could not be written to its error.txt
+
+
+def _failed(run, line):
+    point.record_failure(run, line)
+    if not os.path.isfile(run.file(run.ERROR)):
+        FAILURE_NOTES[run.path] = line
+    return "failed"
 
 
 def timed_job(job, node="local"):
@@ -164,19 +232,34 @@ class RayCluster:
             raise ValueError(f"each task asks for {cpus} CPUs (--threads) but the largest live node of the Ray "
                              f"cluster has {largest:g}; pass --threads={max(1, int(largest))} or fewer")
 
-    def results(self, refs, on_error, on_result=None):
+    def results(self, refs, on_error, on_result=None, on_cancel=None):
         """The result of each ref, in order; on_result(i, result) is called as each task ends. A task that
-        failed for good (its retries spent) gives on_error(i, error) instead."""
+        failed for good (its retries spent) gives on_error(i, error) instead. Polled: after a SIGTERM or
+        SIGINT of the launcher (hvae_repr.preemption) the tasks left are cancelled (a running point is then
+        sent SIGTERM and writes its checkpoint, engines._wait) and each gives on_cancel(i)."""
         out, index, waiting = {}, {ref: i for i, ref in enumerate(refs)}, list(refs)
         while waiting:
-            ready, waiting = self.ray.wait(waiting, num_returns=1)
-            i = index[ready[0]]
-            try:
-                out[i] = self.ray.get(ready[0])
-            except self.ray.exceptions.RayError as e:
-                out[i] = on_error(i, e)
-            if on_result:
-                on_result(i, out[i])
+            ready, waiting = self.ray.wait(waiting, num_returns=1, timeout=1.0)
+            for ref in ready:
+                i = index[ref]
+                try:
+                    out[i] = self.ray.get(ref)
+                except self.ray.exceptions.RayError as e:
+                    out[i] = on_error(i, e)
+                if on_result:
+                    on_result(i, out[i])
+            if waiting and on_cancel and preemption.received():
+                for ref in waiting:
+                    self.ray.cancel(ref)
+                for ref in waiting:  # waits until each cancelled point has stopped
+                    i = index[ref]
+                    try:
+                        out[i] = self.ray.get(ref)  # it ended before the cancel reached it
+                    except self.ray.exceptions.RayError:
+                        out[i] = on_cancel(i)
+                    if on_result:
+                        on_result(i, out[i])
+                waiting = []
         return [out[i] for i in range(len(refs))]
 
 
@@ -197,8 +280,10 @@ def run_ray(jobs, address, on_finish=None):
             point.record_failure(RunDir(jobs[i].workdir), f"its Ray task was lost after {RAY_MAX_RETRIES} "
                                  f"retries: {first}", str(error))
             return "failed", 0.0
+        def cancelled(i):  # started in this launch (an attempt line): interrupted, else not started
+            return ("interrupted" if not jobs[i].launch or attempts(jobs[i]) else "not_started"), 0.0
         finished = (lambda i, result: on_finish(jobs[i], *result)) if on_finish else None
-        return [status for status, _ in cluster.results(refs, lost, finished)]
+        return [status for status, _ in cluster.results(refs, lost, finished, cancelled)]
 
 
 def _grid_task(model_run, points, root, options, threads):

@@ -4,7 +4,9 @@
 
 The sweep launcher (launch.sweep) runs this once per point, in a process of its own. A point that
 fails leaves RUN/error.txt (the one-line error first, then the traceback) and a later success removes
-it. Exit status: 0 done, 10 finished already, 11 in use by another process, 1 failed.
+it. A damaged result file (truncated, not JSON) is kept as NAME.damaged and made again. Exit status:
+0 done, 10 finished already, 11 in use by another process, 1 failed, 143 / 130 stopped by SIGTERM /
+SIGINT (its checkpoint written; running it again resumes).
 """
 import dataclasses
 import os
@@ -15,7 +17,7 @@ from typing import ClassVar
 from absl import logging
 
 from evaluation.evaluate import EvalOptions
-from hvae_repr import cli, io_utils
+from hvae_repr import cli, io_utils, preemption
 from hvae_repr.cli import nested, setting
 from hvae_repr.config import TrainConfig
 from hvae_repr.runs import RunBusy, RunDir
@@ -32,7 +34,19 @@ class PointCommand:
 
 
 def is_finished(run, evaluate):
-    return run.is_trained and (run.is_evaluated or not evaluate)
+    """Trained (and evaluated), with readable result files (a damaged one is redone, set_aside_damaged)."""
+    return (run.is_trained and (run.is_evaluated or not evaluate)
+            and not any(run.damaged(name) for name in run.RESULTS))
+
+
+def set_aside_damaged(run, log=print):
+    """Renames each damaged result file (truncated, not JSON) to NAME.damaged, so that it is made again
+    (from the checkpoints, or by evaluating again) and nothing is lost."""
+    for name in run.RESULTS:
+        problem = run.damaged(name)
+        if problem:
+            os.replace(run.file(name), run.file(name + ".damaged"))
+            log(f"{problem}: kept as {name}.damaged; making it again")
 
 
 def run_point(command, verbose=True):
@@ -42,6 +56,7 @@ def run_point(command, verbose=True):
     run = RunDir(command.train.workdir)
     try:
         with run.lock():
+            set_aside_damaged(run)
             if is_finished(run, command.evaluate):
                 return EXIT_FINISHED
             trainer.Trainer(command.train, verbose=verbose).run()
@@ -53,13 +68,19 @@ def run_point(command, verbose=True):
     except RunBusy:
         return EXIT_BUSY
     except Exception as e:  # the point fails, the sweep goes on: the error is kept in the run's folder
-        record_failure(run, " ".join(str(e).split()) or type(e).__name__, traceback.format_exc())
+        line = " ".join(str(e).split()) or type(e).__name__
+        print(f"error: {line}", file=sys.stderr, flush=True)
+        record_failure(run, line, traceback.format_exc())
         return EXIT_FAILED
 
 
 def record_failure(run, line, details=""):
-    """RUN/error.txt: one line saying what went wrong, then details (the aggregation shows the first line)."""
-    io_utils.write_text_atomic(run.file(run.ERROR), f"{line}\n{details}")
+    """RUN/error.txt: one line saying what went wrong, then details (the aggregation shows the first line).
+    A folder that is gone (deleted during the sweep) or cannot be written gets none; the caller reports it."""
+    try:
+        io_utils.write_text_atomic(run.file(run.ERROR), f"{line}\n{details}")
+    except OSError:
+        pass
 
 
 def define(flag_values):
@@ -70,7 +91,8 @@ def main(flag_values):
     logging.set_verbosity(logging.WARNING)
     with cli.one_line_errors():
         command = cli.from_flags(PointCommand, flag_values)
-    status = run_point(command)
+    with preemption.exit_on_interrupt():  # a SIGTERM or SIGINT: a checkpoint, one line, exit 143 or 130
+        status = run_point(command)
     print({EXIT_DONE: "done", EXIT_FINISHED: "finished already", EXIT_BUSY: "in use by another process",
            EXIT_FAILED: f"failed: see {RunDir(command.train.workdir).file(RunDir.ERROR)}"}[status], flush=True)
     sys.exit(status)

@@ -12,7 +12,9 @@ Each point is one run folder under --root named from every setting that can diff
 trained and evaluated in a process of its own (launch.point). Finished points are skipped, so the
 same command resumes a sweep; an interrupted point resumes from its checkpoint; a failed point
 leaves RUN/error.txt and the sweep goes on. Two launchers on one root
-run each point once (each point's lock). Exit status 1 if any point failed, else 0.
+run each point once (each point's lock). A SIGTERM or SIGINT is forwarded to the running points, which
+write a checkpoint and stop; the summary and sweep_*.json name them and the same command finishes
+them. Exit status 143 / 130 after a SIGTERM / SIGINT, else 1 if any point failed, else 0.
 """
 import dataclasses
 import json
@@ -24,7 +26,7 @@ from typing import ClassVar
 
 
 from evaluation.evaluate import EvalOptions
-from hvae_repr import cli, io_utils, progress, warm_start
+from hvae_repr import cli, io_utils, preemption, progress, warm_start
 from hvae_repr.cli import nested, setting
 from hvae_repr.config import TrainConfig
 from hvae_repr.runs import RunDir
@@ -148,8 +150,12 @@ def say(text):
 
 def sweep(command, jobs, log=say):
     """Runs the jobs that have not finished; returns {status: [job, ...]} (done, skipped, busy, failed)."""
+    for job in jobs:  # a damaged result file: the point process keeps it as NAME.damaged and makes it again
+        for problem in filter(None, (RunDir(job.workdir).damaged(name) for name in RunDir.RESULTS)):
+            log(f"point {job.index} {job.workdir}: {problem}; it runs again")
     pending = [j for j in jobs if not point.is_finished(RunDir(j.workdir), command.evaluate)]
-    outcome = {"done": [], "skipped": [j for j in jobs if j not in pending], "busy": [], "failed": []}
+    outcome = {"done": [], "skipped": [j for j in jobs if j not in pending], "busy": [], "failed": [],
+               "interrupted": [], "not_started": []}
     launch = engines.new_launch_id()
     pending = [j._replace(launch=launch) for j in pending]  # its attempt lines in RUN/sweep.log
     log(f"{len(jobs)} points, {len(outcome['skipped'])} finished already, running {len(pending)} "
@@ -207,7 +213,8 @@ def conditional_sweep(command, jobs, log=say):
     trained = (engines.run_ray if ray else engines.run_local)(
         [model], command.ray_address if ray else 1,
         lambda job, status, seconds: log(f"[sweep] the conditional model: {status} in {progress.duration(seconds)}"))[0]
-    outcome = {"done": [], "skipped": [], "busy": [], "failed": [], "seconds": {"model": time.time() - started}}
+    outcome = {"done": [], "skipped": [], "busy": [], "failed": [], "interrupted": [], "not_started": [],
+               "seconds": {"model": time.time() - started}}
     if trained != "done" and trained != "skipped":
         outcome["failed" if trained == "failed" else trained] = [model]
         return outcome
@@ -227,7 +234,7 @@ def conditional_sweep(command, jobs, log=say):
     outcome["seconds"].update({f"grid_{k}": v for k, v in found["seconds"].items()})
     log("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in outcome["seconds"].items()))
     for job in jobs:
-        status = next(s for s in ("done", "skipped", "busy") if job.workdir in found[s])
+        status = next(s for s in ("done", "skipped", "busy", "failed") if job.workdir in found[s])
         outcome[status].append(job)
     return outcome
 
@@ -236,9 +243,13 @@ def summary(outcome, seconds):
     lines = [f"done {len(outcome['done'])}, skipped (finished already) {len(outcome['skipped'])}, "
              f"busy (run by another launcher) {len(outcome['busy'])}, failed {len(outcome['failed'])} "
              f"in {seconds:.0f} s"]
+    if outcome.get("interrupted") or outcome.get("not_started"):
+        lines[0] += (f"; interrupted {len(outcome.get('interrupted', []))}, not started "
+                     f"{len(outcome.get('not_started', []))} (the same command finishes them)")
     for job in outcome["failed"]:
-        with open(RunDir(job.workdir).file(RunDir.ERROR)) as f:
-            lines.append(f"  failed: point {job.index} {job.workdir}: {f.readline().strip()}")
+        lines.append(f"  failed: point {job.index} {job.workdir}: {_error_line(job.workdir)}")
+    for job in outcome.get("interrupted", []):
+        lines.append(f"  interrupted: point {job.index} {job.workdir} (its checkpoint is written; it resumes)")
     lines += retry_lines([j for done in outcome.values() for j in done])
     return "\n".join(lines)
 
@@ -255,6 +266,14 @@ def retry_lines(jobs):
         lines.append(f"  retried: point {job.index} {job.workdir}: {len(tries)} attempts on nodes {nodes} (each "
                      f"but the last lost with its node or worker); {engines.resumed_from(job) or 'trained from the start'}")
     return lines
+
+
+def _error_line(workdir):
+    try:
+        with open(RunDir(workdir).file(RunDir.ERROR)) as f:
+            return f.readline().strip()
+    except OSError:
+        return engines.FAILURE_NOTES.get(workdir, f"no {RunDir.ERROR} (its folder is gone or cannot be read)")
 
 
 def main(flag_values):
@@ -282,16 +301,28 @@ def main(flag_values):
             print(f"{job.workdir}\t{what}")
         return
     started = time.time()
-    with cli.one_line_errors():
+    # A SIGTERM or SIGINT goes to the running points (engines.forward_signal), no new point starts, and the
+    # record and summary name the interrupted points; the exit status is then 143 or 130.
+    with cli.one_line_errors(), preemption.exit_on_interrupt(), preemption.deferred(engines.forward_signal):
         outcome = conditional_sweep(command, jobs) if command.conditional else sweep(command, jobs)
     seconds = time.time() - started
     stage_seconds = outcome.pop("seconds", {})
     record = {"argv": sys.argv, "seconds": seconds, "stage_seconds": stage_seconds, "points": {
         status: [{"index": j.index, "workdir": j.workdir, "attempts": engines.attempts(j)} for j in done]
         for status, done in outcome.items()}}
-    io_utils.write_json_atomic(os.path.join(command.root, f"sweep_{time.strftime('%Y%m%d-%H%M%S')}.json"), record)
+    signum = preemption.received()
+    if signum:
+        record["interrupted_by"] = preemption.signal_name(signum)
+    record_path = os.path.join(command.root, f"sweep_{time.strftime('%Y%m%d-%H%M%S')}.json")
+    with cli.one_line_errors(status=1), io_utils.reported_write(record_path, "the points' folders are intact"):
+        io_utils.write_json_atomic(record_path, record)
     print(summary(outcome, seconds))
     print(f"aggregate with: python -m evaluation.aggregate --root={command.root}")
+    if signum:
+        unfinished = len(outcome["interrupted"]) + len(outcome["not_started"])
+        print(f"interrupted by {preemption.signal_name(signum)}: {unfinished} points unfinished; rerun the same "
+              f"command to finish them", file=sys.stderr, flush=True)
+        sys.exit(128 + signum)
     sys.exit(1 if outcome["failed"] else 0)
 
 

@@ -306,7 +306,7 @@ def test_three_layers_heatmaps_per_upper_beta_and_rerun(tmp_path):
     assert (tmp_path / "results.csv").read_text().startswith("run,status,")
     assert (tmp_path / "summary.md").read_text() == summary and (out / "rate_plane.png").exists()
     assert not [n for n in os.listdir(tmp_path) + os.listdir(out) if n.startswith(".tmp")]
-    rows, _ = aggregate.collect(str(tmp_path))
+    rows, _ = aggregate.collect(str(tmp_path), figures_dir=str(out))  # else "elsewhere" is a foreign folder
     x, y = table.rate_plane_coordinates(rows)
     assert x.tolist() == [2.0, 0.5, 2.0, 0.5]  # R(z3)
     np.testing.assert_allclose(y, [32.0, 32.0, 12.0, 12.0])  # R(z1|z2,z3) + R(z2|z3)
