@@ -271,7 +271,8 @@ def test_damaged_result_files_are_kept_aside_and_made_again(reference, tmp_path,
     job = engines.Job(index=0, workdir=workdir, argv=(), threads=1)
     ran, logged = [], []
     monkeypatch.setattr(engines, "run_local", lambda jobs, workers, on_finish=None: ran.extend(jobs) or ["done"] * len(jobs))
-    assert sweep.sweep(command, [job], log=logged.append)["done"] == [job] and ran == [job]
+    done = sweep.sweep(command, [job], log=logged.append)["done"]  # (the jobs run carry the launch's id)
+    assert [j.workdir for j in done] == [workdir] and [j.workdir for j in ran] == [workdir]
     assert logged[0].startswith(f"point 0 {workdir}: train_result.json is damaged (") and "it runs again" in logged[0]
     # The point keeps the damaged file as train_result.json.damaged and makes it again from the last checkpoint.
     config = dataclasses.replace(run.read_config(), workdir=workdir)
