@@ -2,7 +2,8 @@
 
     python -m launch.sweep --root=sweeps/mnist_categorical --betas_1=0.1,1,10 --betas_2=0.1,1,10 \\
         --dataset=binary_mnist --data_dir=../shared/data --architecture=conv --top_latent=categorical \\
-        --latent_dims=256,10 --epochs=20 --workers=1 --threads=1 --eval_layers=top
+        --latent_dims=256,10 --epochs=20 --workers=1 --threads=1 --eval_layers=top \\
+        --eval_probe_names=logistic_regression --eval_num_generated=5000
     python -m evaluation.aggregate --root=sweeps/mnist_categorical
     python docs/results/mnist_categorical.py --root=sweeps/mnist_categorical
 
