@@ -195,11 +195,8 @@ class TrainConfig:
         for name in RESUMABLE_DIFFERENCES + ("workdir",):
             values.pop(name)
         values["model"].pop("input_shape")  # follows from the data set
-        if not self.target_rates:  # the dual ascent's settings matter only with targets (run names stay as they were)
-            for name in TARGET_SETTINGS:
-                values.pop(name)
-        for name in HASHED_WHEN_SET:
-            if values[name] == TrainConfig.__dataclass_fields__[name].default:
+        for name, switch in LATER_SETTINGS.items():
+            if not getattr(self, switch):
                 values.pop(name)
         return values
 
@@ -230,11 +227,11 @@ class TrainConfig:
         return cls(model=ModelConfig(**model), **{k: v for k, v in values.items() if k in known})
 
 
-TARGET_SETTINGS = ("target_rates", "target_dual_step", "target_rate_decay")
-
-# Settings added after runs had been named from the hash of every setting: at their defaults they are left
-# out of the settings (and the name's hash), so that the runs (and sweeps) named before keep their names.
-HASHED_WHEN_SET = ("init_from", "fixed_condition")
+# Settings added after runs had been named from the hash of every setting, each with the setting that switches
+# its feature on: while that is off (at its default) they change nothing and are left out of the settings (and
+# the name's hash), so that the runs (and sweeps) named before keep their names.
+LATER_SETTINGS = {"target_rates": "target_rates", "target_dual_step": "target_rates",
+                  "target_rate_decay": "target_rates", "init_from": "init_from", "fixed_condition": "fixed_condition"}
 
 # Settings that may differ when a run is resumed: they do not change what is trained. The strategy and
 # replica count change how each step is computed, not what: the loss, metrics and gradients are

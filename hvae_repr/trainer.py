@@ -242,7 +242,9 @@ class Trainer:
             if targets is not None:
                 line.update(targets.record())
             if cfg.test_every_epochs and (epoch + 1) % cfg.test_every_epochs == 0:
-                line["test"] = test_line(model, dataset.x_test, cfg.seed, cfg.betas)
+                # With targets, the objective is the one being optimized now: at the adapted betas.
+                line["test"] = test_line(model, dataset.x_test, cfg.seed,
+                                         cfg.betas if targets is None else [float(b) for b in targets.betas()])
             if chief:
                 with io_utils.reported_write(metrics_file, "the checkpoints are intact; free space (or fix the "
                                                            "permissions), then rerun the same command to resume"):

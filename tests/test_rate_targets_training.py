@@ -21,8 +21,9 @@ POINTS = {"both": dict(betas=(0.3, 0.3), target_rates=("4", "1.5")),     # both 
 @pytest.fixture(scope="module")
 def targeted_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("targets")
-    return {name: (str(root / name), train.train(train_config(workdir=str(root / name), **TARGETED, **point),
-                                                 verbose=False))
+    # test_every_epochs changes nothing that is trained (the resume test's run leaves it out).
+    return {name: (str(root / name), train.train(train_config(workdir=str(root / name), test_every_epochs=6,
+                                                              **TARGETED, **point), verbose=False))
             for name, point in POINTS.items()}
 
 
@@ -51,6 +52,13 @@ def test_the_beta_trajectory_is_recorded(targeted_runs):
     assert len(z2) == 12 and all(b == pytest.approx(0.3) for b in z2[:3])  # no adaptation during the warm-up
     assert len(set(z2[4:])) > 1 and z2[-1] == pytest.approx(result["betas"]["z2"])
     assert all(line["betas"]["z1"] == 3.0 for line in lines)
+    tested = [line for line in lines if "test" in line]  # the test objective at the betas of its epoch's end
+    assert [line["epoch"] for line in tested] == [6, 12]
+    for line in tested:
+        test = line["test"]
+        assert test["betas"] == pytest.approx(line["betas"]) and test["betas"]["z2"] != pytest.approx(0.3)
+        assert test["objective_nats"] == pytest.approx(test["distortion_nats"] + sum(
+            line["betas"][k] * test["rate_nats"][k] for k in ("z1", "z2")), rel=1e-9)
     tags = set()
     summaries = RunDir(workdir).file(RunDir.SUMMARIES)
     for name in os.listdir(summaries):
