@@ -69,6 +69,9 @@ def is_chief():
     return task["type"] == "chief" or (not has_chief and task["type"] == "worker" and int(task["index"]) == 0)
 
 
+_MIRRORED = {}  # device names -> this process's MirroredStrategy over them
+
+
 def make_strategy(config):
     """The tf.distribute strategy of config.strategy; ValueError (one line) for a bad combination."""
     from hvae_repr.tf_env import tf
@@ -78,7 +81,11 @@ def make_strategy(config):
         gpus = tf.config.list_logical_devices("GPU")
         devices = ([d.name for d in tf.config.list_logical_devices("CPU")] if config.cpu_replicas or not gpus
                    else [d.name for d in gpus])
-        strategy = tf.distribute.MirroredStrategy(devices=devices)
+        # One strategy per device set and process: a second MirroredStrategy over the same devices would
+        # reuse the first one's collective keys, and its all-reduces fail with a shape mismatch (a notebook
+        # or test that trains twice).
+        key = tuple(devices)
+        strategy = _MIRRORED.get(key) or _MIRRORED.setdefault(key, tf.distribute.MirroredStrategy(devices=devices))
     else:
         cluster = tf_config().get("cluster", {})
         if not sum(len(v) for v in cluster.values()):

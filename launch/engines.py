@@ -218,7 +218,9 @@ class RayCluster:
         self.ray = ray
         self.started_here = not ray.is_initialized()
         if self.started_here:
-            ray.init(address=self.address or None, num_cpus=None if self.address else os.cpu_count(),
+            # "local": a new instance even when another Ray (a cluster started on this machine, RAY_ADDRESS)
+            # is running; Ray's default (None) would join that one.
+            ray.init(address=self.address or "local", num_cpus=None if self.address else os.cpu_count(),
                      include_dashboard=False, log_to_driver=False, configure_logging=False)
         return self
 
