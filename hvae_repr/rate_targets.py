@@ -166,7 +166,7 @@ class RateTargets(_module_base()):
         and whether the target was reached; a beta at an edge for the last quarter of the steps is
         "pinned" (the target is out of reach inside --beta_range)."""
         betas, averages, at_edge = self.betas(), self.rate_averages.numpy(), self.steps_at_edge.numpy()
-        layers, unreachable = {}, []
+        layers, unreachable, missed = {}, [], []
         for l, target in enumerate(self.targets):
             name = f"z{l + 1}"
             if target is None:
@@ -183,7 +183,9 @@ class RateTargets(_module_base()):
                             "train_rate_average_nats": float(averages[l]), "adapted": True}
             if pinned and not reached:
                 unreachable.append(unreachable_line(name, target, achieved, pinned, self.low, self.high))
-        section = {"layers": layers, "unreachable": unreachable, "all_reached": all(
+            elif not reached:
+                missed.append(missed_line(name, target, achieved, float(averages[l]), float(betas[l])))
+        section = {"layers": layers, "unreachable": unreachable, "missed": missed, "all_reached": all(
                        v["reached"] for v in layers.values() if v["adapted"]),
                    "settings": {"dual_step": self.step, "rate_average_decay": self.decay,
                                 "beta_range": [self.low, self.high], "rate_offset_nats": RATE_OFFSET_NATS,
@@ -197,12 +199,12 @@ class RateTargets(_module_base()):
 
 def add_to_result(result, controller, total_steps):
     """train_result.json with targets: "betas" become the final ones (the starting ones are kept as
-    "initial_betas") and "target_rates" holds the report; an unreachable target is also a "warning"."""
+    "initial_betas") and "target_rates" holds the report; a target not reached is also a "warning"."""
     result["initial_betas"] = result["betas"]
     result["betas"] = _by_layer([float(b) for b in controller.betas()])
     result["target_rates"] = section = controller.report(result["test"]["rate_nats"], total_steps)
-    if section["unreachable"]:
-        result["target_rates_warning"] = "; ".join(section["unreachable"])
+    if section["unreachable"] or section["missed"]:
+        result["target_rates_warning"] = "; ".join(section["unreachable"] + section["missed"])
     return result
 
 
@@ -226,6 +228,7 @@ def annotate_evaluation(result, config, workdir):
                         "reached": bool(abs(achieved - v["target_nats"]) <= tolerance(v["target_nats"])),
                         "pinned": v["pinned"], "adapted": True}
     result["target_rates"] = {"layers": layers, "unreachable": list(trained["target_rates"]["unreachable"]),
+                              "missed": list(trained["target_rates"].get("missed", [])),
                               "all_reached": all(v["reached"] for v in layers.values() if v["adapted"])}
     return result
 
@@ -250,6 +253,16 @@ def unreachable_line(name, target, achieved, pinned, low, high):
            f"{PINNED_FRACTION:.0%} of training); {fix}"
 
 
+def missed_line(name, target, achieved, train_average, beta):
+    """One line saying why a target inside the beta range was missed on the test set, and what to do."""
+    head = f"target R({name}) = {target:g} nats not reached on the test set ({achieved:.3g} nats, beta {beta:.3g})"
+    if abs(train_average - target) <= tolerance(target):
+        return (f"{head}, though the training batches' rate average met it ({train_average:.3g}): the test rate "
+                f"differs from the training rate by {achieved - train_average:+.3g} nats; shift the target by that")
+    return (f"{head}; the training batches' rate average ended at {train_average:.3g}: train longer or raise "
+            f"--target_dual_step")
+
+
 def format_lines(result):
     """Lines for the end-of-training table: each target beside its achieved rate and final beta."""
     section = result.get("target_rates")
@@ -264,7 +277,7 @@ def format_lines(result):
         status = "reached" if v["reached"] else f"not reached (pinned {v['pinned']})" if v["pinned"] else \
             f"not reached (off by {v['error_nats']:+.3g} nats, tolerance {v['tolerance_nats']:.3g})"
         rows.append(f"{name:<8}{v['target_nats']:>12.3g}{v['achieved_test_nats']:>10.3f}{v['beta']:>9.3g}  {status}")
-    return rows + [f"warning: {line}" for line in section["unreachable"]]
+    return rows + [f"warning: {line}" for line in section["unreachable"] + section.get("missed", [])]
 
 
 def _by_layer(values):

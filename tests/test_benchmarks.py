@@ -220,3 +220,14 @@ def test_sections_3_to_6_are_reported_as_tables():
     assert tables["Evaluation"][-1] == ["wall, whole call", "31.0"]
     assert tables["Mutual-information"] == [["1,000", "0.10", "20"]]
     assert tables["Grid"] == [["1 worker", 4, "120", "120"]]
+
+
+def test_target_rate_cost_benchmark_times_both_kinds_in_turns(tmp_path, capsys):
+    from benchmarks import target_rates
+    out = target_rates.main(["--dataset=binary_digits", "--architecture=mlp", "--pairs=1", "--target_rates=3,1",
+                             f"--out={tmp_path / 'cost.json'}"])
+    saved = json.loads((tmp_path / "cost.json").read_text())
+    assert saved["ratios"] == out["ratios"] and len(out["ratios"]) == 1
+    assert all(s[0] > 0 for s in out["train_seconds"].values())
+    assert out["median_ratio"] == out["train_seconds"]["targeted"][0] / out["train_seconds"]["fixed"][0]
+    assert "targeted / fixed train_seconds: median" in capsys.readouterr().out

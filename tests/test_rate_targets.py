@@ -68,6 +68,24 @@ def test_an_unreachable_target_pins_its_beta_and_is_reported():
     assert controller.report(rates, total_steps=100000)["layers"]["z1"]["pinned"] is None
 
 
+def test_a_target_missed_inside_the_beta_range_says_why():
+    targets = [6.0, 0.8]
+    controller = drive(rate_targets.RateTargets(targets, (1.0, 1.0), (0.01, 100.0), step=0.02, decay=0.98), 1500)
+    # The training average met z1's target, but the test set's rate is 1 nat higher (a train/test gap).
+    report = controller.report({"z1": {"mean": 7.0}, "z2": {"mean": 0.8}}, total_steps=1500)
+    assert not report["all_reached"] and not report["unreachable"] and len(report["missed"]) == 1
+    assert report["missed"][0].startswith("target R(z1) = 6 nats not reached on the test set (7 nats, beta ")
+    assert "though the training batches' rate average met it" in report["missed"][0]
+    result = rate_targets.add_to_result({"betas": {"z1": 1.0, "z2": 1.0}, "test": {"rate_nats": {
+        "z1": {"mean": 7.0}, "z2": {"mean": 0.8}}}}, controller, 1500)
+    assert result["target_rates_warning"] == report["missed"][0]
+    assert f"warning: {report['missed'][0]}" in rate_targets.format_lines(result)
+    # Ten steps from the start: the average is still far from the target.
+    early = drive(rate_targets.RateTargets(targets, (1.0, 1.0), (0.01, 100.0), step=0.02, decay=0.98), 10)
+    (line,) = early.report({"z1": {"mean": 20.0}, "z2": {"mean": 0.8}}, total_steps=1500)["missed"]
+    assert line.endswith("train longer or raise --target_dual_step")
+
+
 @pytest.mark.parametrize("targets,message", [
     (("5",), "--target_rates has 1 values but --latent_dims has 2 layers"),
     (("-1", "2"), "the target of z1 must be a finite rate >= 0"),
