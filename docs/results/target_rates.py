@@ -28,6 +28,7 @@ import csv
 import glob
 import json
 import os
+import shutil
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -102,7 +103,9 @@ def cost_lines(cost_file):
             f"from the first step; {s['pairs']} pairs of a fixed and a targeted run in turns in one process, on "
             f"{m['cpu_model']}, {m['cores']} cores): targeted / fixed train_seconds per pair "
             + ", ".join(f"{r:.3f}" for r in cost["ratios"]) + f", median **{ratio:.3f}**: "
-            f"{'within' if ratio <= COST_LIMIT else '**above**'} the 10% allowance. Seconds: fixed "
+            f"{'within' if ratio <= COST_LIMIT else '**above**'} the 10% allowance (the pairs spread as the machine's "
+            f"noise does: the fixed runs alone span {min(cost['train_seconds']['fixed']):.1f}.."
+            f"{max(cost['train_seconds']['fixed']):.1f} s). Seconds: fixed "
             + ", ".join(f"{t:.1f}" for t in cost["train_seconds"]["fixed"]) + "; targeted "
             + ", ".join(f"{t:.1f}" for t in cost["train_seconds"]["targeted"]) + "; 1-minute load average after "
             "each run " + ", ".join(f"{v:.1f}" for v in cost["load_average_after_each_run"] if v is not None) + "."]
@@ -125,6 +128,12 @@ def build(root, fixed_root, out, cost_file=""):
              "# Training to target rates", "", "```"]
     for record in pages.records(root) + pages.records(fixed_root):
         lines.append("python -m launch.sweep " + " ".join(record["argv"][1:]))
+    if cost_file:
+        with open(cost_file) as f:
+            settings = json.load(f)["settings"]
+        lines.append("python -m benchmarks.target_rates " + " ".join(
+            f"--{k}={settings[k]}" for k in ("dataset", "data_dir", "architecture", "epochs", "pairs", "threads",
+                                             "target_rates", "out")))
     lines += [f"python docs/results/target_rates.py --root={root} --fixed={fixed_root}"
               + (f" --cost={cost_file}" if cost_file else ""), "```", "",
               f"{len(targeted)} targeted runs of {targeted[0]['epochs']} epochs; {reached} reached every target "
@@ -142,6 +151,9 @@ def build(root, fixed_root, out, cost_file=""):
         writer = csv.DictWriter(f, fieldnames=list(targeted[0]))
         writer.writeheader()
         writer.writerows(targeted + fixed)
+    if cost_file:  # the measurement beside the page, as the table is
+        shutil.copy(cost_file, os.path.join(folder, "cost.json"))
+        lines.append(f"The benchmark's figures: [{os.path.basename(folder)}/cost.json]({os.path.basename(folder)}/cost.json).")
     pages.write(out, lines, folder, [], "Every run's numbers")
     return {"targeted": targeted, "fixed": reference, "cost_ratio": cost, "all_reached": reached,
             "targets_met": len(met), "targets": len(goals)}
