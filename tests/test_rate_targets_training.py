@@ -132,3 +132,19 @@ def test_a_target_rate_sweep_plans_one_run_per_point_and_the_page_tabulates_it(t
     text = (tmp_path / "page.md").read_text()
     assert "| target R(z2)/R(z1) |" in text and "--target_rates_1=linspace:2,4,2" in text
     assert (tmp_path / "page" / "results.csv").exists()
+
+
+def test_three_layers_and_a_gaussian_likelihood_adapt_and_flag_every_target_they_miss(tmp_path):
+    """Any depth and likelihood: the middle layer stays at its beta, the targeted ones move, and every target is
+    either reached or named with its cause (6 epochs are too few to reach both: the result must say so)."""
+    result = train.train(train_config(workdir=str(tmp_path / "deep"), **{**TARGETED, "epochs": 6, "latent_dims": (
+        8, 4, 2)}, likelihood="gaussian_learned_sigma", betas=(5.0, 1.0, 1.0), target_rates=("4", "-", "1.5")),
+                         verbose=False)
+    section = result["target_rates"]
+    assert result["betas"]["z2"] == 1.0 and not section["layers"]["z2"]["adapted"]
+    assert result["betas"]["z1"] != 5.0 and result["betas"]["z3"] != 1.0
+    named = " ".join(section["unreachable"] + section["missed"])
+    for layer in ("z1", "z3"):
+        assert section["layers"][layer]["reached"] or f"target R({layer})" in named, section
+    assert section["all_reached"] == (not named) and result.get("target_rates_warning", "") == "; ".join(
+        section["unreachable"] + section["missed"])
