@@ -1,4 +1,4 @@
-"""Writes docs/results/mnist_spots_100ep.md and mnist_spots_100ep/convergence.csv: the 100-epoch separately trained
+"""Writes docs/results/mnist_spots_100ep.md and mnist_spots_100ep/results.csv: the 100-epoch separately trained
 references at the spot points (issue 16, part 1), their test objective every 5 epochs, and how much it still
 changed over the last 25 epochs; from each finished run's metrics.jsonl and train_result.json.
 
@@ -52,7 +52,7 @@ def main():
             rows.append({"beta_1": betas[0], "beta_2": betas[1], "epoch": epoch,
                          "objective_nats": test["objective_nats"], "distortion_nats": test["distortion_nats"],
                          "rate_z1_nats": test["rate_nats"]["z1"], "rate_z2_nats": test["rate_nats"]["z2"]})
-    with open(os.path.join(folder, "convergence.csv"), "w", newline="") as f:
+    with open(os.path.join(folder, "results.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
