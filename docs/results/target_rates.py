@@ -89,13 +89,12 @@ def table(rows, names):
     return lines
 
 
-def cost_lines(cost_file):
-    """What benchmarks/target_rates.py measured: the targeted runs' training time over the fixed runs'."""
-    if not cost_file:
+def cost_lines(cost):
+    """What benchmarks/target_rates.py measured (its JSON, or None): the targeted runs' training time over the
+    fixed runs'."""
+    if cost is None:
         return ["No cost measurement given (--cost): the runs above shared the machine with other jobs, so their "
                 "seconds are no cost comparison."]
-    with open(cost_file) as f:
-        cost = json.load(f)
     s, m = cost["settings"], cost["machine"]
     ratio = cost["median_ratio"]
     return [f"Training cost, from `python -m benchmarks.target_rates` ({s['dataset']}, {s['architecture']} model, "
@@ -128,9 +127,11 @@ def build(root, fixed_root, out, cost_file=""):
              "# Training to target rates", "", "```"]
     for record in pages.records(root) + pages.records(fixed_root):
         lines.append("python -m launch.sweep " + " ".join(record["argv"][1:]))
+    benchmark = None
     if cost_file:
         with open(cost_file) as f:
-            settings = json.load(f)["settings"]
+            benchmark = json.load(f)
+        settings = benchmark["settings"]
         lines.append("python -m benchmarks.target_rates " + " ".join(
             f"--{k}={settings[k]}" for k in ("dataset", "data_dir", "architecture", "epochs", "pairs", "threads",
                                              "target_rates", "out")))
@@ -144,7 +145,7 @@ def build(root, fixed_root, out, cost_file=""):
               f"Fixed-beta run of the same length ({reference['run']}, betas {fixed_betas}): D = "
               f"{reference['D_nats']:.2f} nats, {reference['train_seconds']:.0f} s of training; the slowest targeted "
               f"run took {cost:.2f} times as long, but these runs shared the 2 cores with other jobs (the load "
-              f"differed from run to run), so the cost is the benchmark's:", "", *cost_lines(cost_file)]
+              f"differed from run to run), so the cost is the benchmark's:", "", *cost_lines(benchmark)]
     folder = os.path.splitext(out)[0]
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "results.csv"), "w", newline="") as f:
