@@ -39,10 +39,19 @@ def training_betas(batch, num_layers, beta_range, seed, fixed=None):
     return sample_betas(batch, num_layers, beta_range, seed)
 
 
+# Where FiLM acts on a hidden layer (ModelConfig.film_placement): on its output (after the ReLU), or on its
+# pre-activation, so that the betas also choose which units pass the ReLU (as the gated pre-activations of
+# Multi-Rate VAE, Bae et al. 2023, do).
+PLACEMENTS = ("after_activation", "before_activation")
+
+
 class Sites:
     """The FiLM sites of one model: each hidden layer registers its channel count and gets an index."""
 
-    def __init__(self):
+    def __init__(self, placement="after_activation"):
+        if placement not in PLACEMENTS:
+            raise ValueError(f"unknown FiLM placement {placement!r}; use one of {', '.join(PLACEMENTS)}")
+        self.placement = placement
         self.channels = []
 
     def add(self, channels):
@@ -85,15 +94,20 @@ def channels_of(layer):
 
 
 class Modulated(layers.Layer):
-    """A hidden layer followed by FiLM with its site's parameters: call(x, film_params)."""
+    """A hidden layer with FiLM of its site's parameters, on its output or (sites.placement
+    before_activation) on its pre-activation: call(x, film_params)."""
 
     def __init__(self, layer, sites, **kwargs):
         super().__init__(**kwargs)
         self.layer = layer
         self.site = sites.add(channels_of(layer))
+        self.activation = None
+        if sites.placement == "before_activation":  # the layer computes its pre-activation; FiLM, then ReLU
+            self.activation, layer.activation = layer.activation, keras.activations.linear
 
     def call(self, x, film_params):
-        return film(self.layer(x), film_params[self.site])
+        h = film(self.layer(x), film_params[self.site])
+        return h if self.activation is None else self.activation(h)
 
 
 def modulated(layer, sites):

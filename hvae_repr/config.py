@@ -10,7 +10,7 @@ import math
 import os
 from typing import ClassVar
 
-from hvae_repr import data, likelihoods, networks, rate_targets
+from hvae_repr import conditioning, data, likelihoods, networks, rate_targets
 from hvae_repr.cli import nested, setting
 
 
@@ -40,6 +40,9 @@ class ModelConfig:
                                              "betas, log-uniformly in --beta_range, and every network sees them "
                                              "(FiLM of its hidden layers); evaluate it at any betas "
                                              "(python -m evaluation.evaluate --betas=...).")
+    film_placement: str = setting("after_activation", "Where FiLM modulates a conditional model's hidden layers: "
+                                                      "their output, or their pre-activation (the betas then also "
+                                                      "gate which units pass the ReLU).", conditioning.PLACEMENTS)
     beta_range: tuple = setting((0.1, 10.0), "LOW,HIGH: the betas a conditional model is trained for (the paper's "
                                              "grid spans 0.1,10), and the range --target_rates keeps its betas in.",
                                 item=float)
@@ -51,6 +54,12 @@ class ModelConfig:
                                ("likelihood", likelihoods.LIKELIHOODS), ("top_latent", networks.TOP_LATENTS)):
             if getattr(self, name) not in registry:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; use one of {', '.join(registry)}")
+        if self.film_placement not in conditioning.PLACEMENTS:
+            raise ValueError(f"unknown film_placement {self.film_placement!r}; use one of "
+                             f"{', '.join(conditioning.PLACEMENTS)}")
+        if self.film_placement != MODEL_DEFAULTS["film_placement"] and not self.conditional_betas:
+            raise ValueError(f"--film_placement={self.film_placement} places the FiLM of a beta-conditional model; "
+                             "add --conditional_betas (an ordinary model has none)")
         dims = tuple(int(d) for d in self.latent_dims) or networks.ARCHITECTURES[self.architecture].default_latent_dims(self)
         object.__setattr__(self, "latent_dims", dims)
         if min(dims) < 1:
@@ -132,6 +141,9 @@ class TrainConfig:
     fixed_condition: bool = setting(False, "A beta-conditional model trains at --betas only (its networks see "
                                            "them, its rates are weighted by them): the refinement of a point, "
                                            "with --init_from its conditional model (hvae_repr.warm_start).")
+    balance_betas: bool = setting(False, "A beta-conditional model divides each example's objective by the "
+                                         "running mean objective at its betas (hvae_repr.loss_balance), so that "
+                                         "every beta counts alike in the gradient, not by its objective's size.")
     test_every_epochs: int = setting(0, "Every this many epochs, also pass over the test set and add its rates, "
                                         "distortion and objective (at --betas) to metrics.jsonl (key test) and "
                                         "TensorBoard (0 = never).")
@@ -170,6 +182,11 @@ class TrainConfig:
         if self.fixed_condition and not model.conditional_betas:
             raise ValueError("--fixed_condition fixes the betas a beta-conditional model sees; it needs "
                              "--conditional_betas (a model trained at fixed betas is trained at --betas anyway)")
+        if self.balance_betas and not (model.conditional_betas and likelihoods.LIKELIHOODS[model.likelihood].discrete):
+            raise ValueError("--balance_betas weighs a beta-conditional model's examples by their objective, which "
+                             "must be a positive number of nats: it needs --conditional_betas and a discrete "
+                             f"likelihood ({', '.join(n for n, l in likelihoods.LIKELIHOODS.items() if l.discrete)}; "
+                             f"the {model.likelihood} likelihood's distortion is a density)")
         if self.init_from:
             object.__setattr__(self, "init_from", os.path.abspath(self.init_from))
         if self.kl_warmup_epochs < 0:
@@ -198,6 +215,9 @@ class TrainConfig:
         for name, switch in LATER_SETTINGS.items():
             if not getattr(self, switch):
                 values.pop(name)
+        for name in LATER_MODEL_SETTINGS:
+            if getattr(self.model, name) == MODEL_DEFAULTS[name]:
+                values["model"].pop(name)
         return values
 
     def run_name(self):
@@ -231,7 +251,13 @@ class TrainConfig:
 # its feature on: while that is off (at its default) they change nothing and are left out of the settings (and
 # the name's hash), so that the runs (and sweeps) named before keep their names.
 LATER_SETTINGS = {"target_rates": "target_rates", "target_dual_step": "target_rates",
-                  "target_rate_decay": "target_rates", "init_from": "init_from", "fixed_condition": "fixed_condition"}
+                  "target_rate_decay": "target_rates", "init_from": "init_from", "fixed_condition": "fixed_condition",
+                  "balance_betas": "balance_betas"}
+
+# Model settings added later: in the hash only when they differ from their default, so that the runs
+# named before keep their names.
+LATER_MODEL_SETTINGS = ("film_placement",)
+MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
 
 # Settings that may differ when a run is resumed: they do not change what is trained. The strategy and
 # replica count change how each step is computed, not what: the loss, metrics and gradients are

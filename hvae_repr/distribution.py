@@ -25,7 +25,7 @@ import json
 import os
 import tempfile
 
-from hvae_repr import conditioning, objective, seeds
+from hvae_repr import objective, seeds
 
 
 def configure_devices(config):
@@ -131,9 +131,11 @@ class Placement:
         return self._temporary.name
 
 
-def make_step(placement, model, optimizer, batch_size, input_shape, single_device_step):
+def make_step(placement, model, optimizer, batch_size, input_shape, single_device_step, fixed_betas=None,
+              balance=None):
     """The training step of `placement`: the single-device step under the default strategy, else the
-    same signature run on every replica with its terms summed across them (see the module docstring)."""
+    same signature run on every replica with its terms summed across them (see the module docstring);
+    fixed_betas and balance as in objective.training_objective."""
     from hvae_repr.tf_env import tf
     strategy, replicas = placement.strategy, placement.replicas
     if replicas == 1:  # the default strategy (make_strategy refuses others with one replica)
@@ -148,16 +150,12 @@ def make_step(placement, model, optimizer, batch_size, input_shape, single_devic
         context = tf.distribute.get_replica_context()
         replica = context.replica_id_in_sync_group
         x = x[replica * local:(replica + 1) * local]  # this replica's shard of the global batch
-        noise = seeds.derive(seed, "train_step", step, replica)
-        condition, weights = None, betas
-        if model.conditional:
-            condition = conditioning.sample_betas(local, model.num_layers, model.model_config.beta_range,
-                                                  seeds.derive(seed, "train_betas", step, replica))
-            weights = condition * betas
         with tf.GradientTape() as tape:
-            terms = model.terms(x, noise, training=True, temperature=temperature, betas=condition)
-            summary = objective.summarize(terms, tf.unstack(weights, axis=-1))
-            scaled_loss = summary["loss"] * share  # the optimizer sums the replicas' gradients
+            loss, summary = objective.training_objective(
+                model, x, seeds.derive(seed, "train_step", step, replica),
+                seeds.derive(seed, "train_betas", step, replica), betas, temperature, fixed_betas, balance,
+                lambda t: context.all_reduce(tf.distribute.ReduceOp.SUM, t))
+            scaled_loss = loss * share  # the optimizer sums the replicas' gradients
         grads = tape.gradient(scaled_loss, model.trainable_variables)
         bad = tf.cast(tf.logical_not(tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads] +
                                                    [tf.math.is_finite(summary["loss"])])), tf.float32)

@@ -228,7 +228,7 @@ class Networks:
 
 def build_networks(config):
     """Builds every network for a `ModelConfig` (FiLM sites for a beta-conditional one)."""
-    sites = Sites() if config.conditional_betas else None
+    sites = Sites(config.film_placement) if config.conditional_betas else None
     networks = ARCHITECTURES[config.architecture].build(config, sites)
     networks.film_sites = sites
     return networks

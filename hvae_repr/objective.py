@@ -6,13 +6,14 @@
 
 All numbers are in nats per example. betas are listed from z1 up.
 """
+from hvae_repr import conditioning
 from hvae_repr.tf_env import tf
 
 ACTIVE_UNIT_THRESHOLD_NATS = 0.01  # a dimension is active when its mean KL exceeds this
 
 
-def hit_loss(distortion, rates, betas):
-    """Mean over the batch of D + sum_l beta_l R_l; all betas = 1 gives the negative ELBO.
+def example_objectives(distortion, rates, betas):
+    """[B] D + sum_l beta_l R_l of every example.
 
     betas: one per layer, each a number or a [B] tensor of per-example betas (a conditional model)."""
     if len(rates) != len(betas):
@@ -20,7 +21,12 @@ def hit_loss(distortion, rates, betas):
     weighted = distortion
     for beta, rate in zip(betas, rates):
         weighted = weighted + beta * rate
-    return tf.reduce_mean(weighted)
+    return weighted
+
+
+def hit_loss(distortion, rates, betas):
+    """Mean over the batch of D + sum_l beta_l R_l; all betas = 1 gives the negative ELBO."""
+    return tf.reduce_mean(example_objectives(distortion, rates, betas))
 
 
 def count_active_units(mean_kl_per_dim):
@@ -44,3 +50,27 @@ def summarize(terms, betas):
         out[f"kl_per_dim_z{l + 1}"] = mean_kl
         out[f"active_units_z{l + 1}"] = count_active_units(mean_kl)
     return out
+
+
+def training_objective(model, x, noise_seed, betas_seed, betas, temperature, fixed_betas=None, balance=None,
+                       all_reduce=None):
+    """(loss to differentiate, summarize's batch means) of one training batch x (call it under the tape).
+
+    betas [L] weight the rates. A beta-conditional model instead draws every example's own betas from
+    betas_seed (log-uniformly in its beta range, hvae_repr.conditioning; `fixed_betas` [L] for every example
+    with TrainConfig.fixed_condition), conditions its networks on them and weights each example's rates by
+    them, times `betas` (the warm-up factor). With `balance` (a loss_balance.ObjectiveTable) each example's
+    objective is divided by the running mean at its betas; the logged loss stays the plain mean.
+    all_reduce: a sum across replicas, for the table (None: one device)."""
+    condition, weights = None, betas
+    if model.conditional:
+        condition = conditioning.training_betas(x.shape[0], model.num_layers, model.model_config.beta_range,
+                                                betas_seed, fixed_betas)
+        weights = condition * betas  # [B, L]: each example's rates weighted by its own betas
+    terms = model.terms(x, noise_seed, training=True, temperature=temperature, betas=condition)
+    weights = tf.unstack(weights, axis=-1)
+    summary = summarize(terms, weights)
+    if balance is None:
+        return summary["loss"], summary
+    per_example = example_objectives(terms["distortion"], terms["rates"], weights)
+    return tf.reduce_mean(per_example * balance.weights(condition, per_example, all_reduce)), summary

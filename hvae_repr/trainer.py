@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from hvae_repr import (conditioning, distribution, epoch_progress, io_utils, objective, passes, preemption, progress,
+from hvae_repr import (distribution, epoch_progress, io_utils, loss_balance, objective, passes, preemption, progress,
                        rate_targets, runs, seeds, units, warm_start)
 from hvae_repr.epoch_progress import CHECKPOINT_KEY, EpochProgress
 from hvae_repr.runs import RunDir
@@ -130,15 +130,18 @@ class Trainer:
         with self.placement.scope():
             optimizer = keras.optimizers.Adam(cfg.learning_rate)
             optimizer.build(model.trainable_variables)
+            # --balance_betas: the running mean objective per cell of log betas, checkpointed with the run
+            table = loss_balance.ObjectiveTable(model.num_layers, cfg.model.beta_range) if cfg.balance_betas else None
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         seconds_var = tf.Variable(0.0, dtype=tf.float64, trainable=False)
         skipped_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.rate_targets = targets = rate_targets.make_controller(cfg)  # None without --target_rates
-        targeted = {"rate_targets": targets} if targets is not None else {}
+        extra = dict({"rate_targets": targets} if targets is not None else {},
+                     **({"objective_table": table} if table is not None else {}))
+        fixed = cfg.betas if cfg.fixed_condition else None
         self.train_step = step_fn = distribution.make_step(
             self.placement, model, optimizer, cfg.batch_size, dataset.input_shape,
-            make_train_step(model, optimizer, cfg.batch_size, dataset.input_shape,
-                            fixed_betas=cfg.betas if cfg.fixed_condition else None))
+            make_train_step(model, optimizer, cfg.batch_size, dataset.input_shape, fixed, table), fixed, table)
         outputs = dict(step_fn.get_concrete_function().structured_outputs)
         outputs.pop("finite")
         epoch_state = EpochProgress(outputs)
@@ -146,7 +149,7 @@ class Trainer:
         def make_checkpoint(with_progress=True):
             parts = {CHECKPOINT_KEY: epoch_state.module} if with_progress else {}
             return tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
-                                       train_seconds=seconds_var, skipped_steps=skipped_var, **targeted, **parts)
+                                       train_seconds=seconds_var, skipped_steps=skipped_var, **extra, **parts)
         checkpoint = make_checkpoint()
         manager = tf.train.CheckpointManager(checkpoint, self.placement.checkpoint_folder(run.file(run.CHECKPOINTS)),
                                              max_to_keep=2)
@@ -320,15 +323,12 @@ def runs_dataset(config):
     return data.load_dataset(config.dataset, config.data_dir or None, likelihood=config.model.likelihood)
 
 
-def make_train_step(model, optimizer, batch_size, input_shape, fixed_betas=None):
+def make_train_step(model, optimizer, batch_size, input_shape, fixed_betas=None, balance=None):
     """One optimizer step as a tf.function with a fixed input signature (traced once).
 
-    betas [L] weight the rates. A beta-conditional model instead draws every example's own betas
-    (log-uniformly in its beta range, hvae_repr.conditioning), conditions its networks on them and
-    weights each example's rates by them, times `betas` (the warm-up factor, 1 without warm-up); with
-    `fixed_betas` ([L], TrainConfig.fixed_condition) every example has those instead of drawn ones.
-    Returns objective.summarize's batch means and "finite": whether the loss and every gradient
-    were finite (when not, no update was applied)."""
+    betas [L] weight the rates, or scale a beta-conditional model's drawn betas (objective.training_objective:
+    `fixed_betas`, `balance`). Returns objective.summarize's batch means and "finite": whether the loss and
+    every gradient were finite (when not, no update was applied)."""
     from hvae_repr.tf_env import tf
     spec = [tf.TensorSpec((batch_size,) + tuple(input_shape), tf.float32), tf.TensorSpec((), tf.int32),
             tf.TensorSpec((), tf.int32), tf.TensorSpec((model.num_layers,), tf.float32),
@@ -338,16 +338,11 @@ def make_train_step(model, optimizer, batch_size, input_shape, fixed_betas=None)
     # source files again when it traces (an edit of them while a sweep runs would mislead it).
     @tf.function(input_signature=spec, autograph=False)
     def train_step(x, seed, step, betas, temperature):
-        condition, weights = None, betas
-        if model.conditional:
-            condition = conditioning.training_betas(batch_size, model.num_layers, model.model_config.beta_range,
-                                                    seeds.derive(seed, "train_betas", step), fixed_betas)
-            weights = condition * betas  # [B, L]: each example's rates weighted by its own betas
         with tf.GradientTape() as tape:
-            terms = model.terms(x, seeds.derive(seed, "train_step", step), training=True, temperature=temperature,
-                                betas=condition)
-            summary = objective.summarize(terms, tf.unstack(weights, axis=-1))
-        grads = tape.gradient(summary["loss"], model.trainable_variables)
+            loss, summary = objective.training_objective(
+                model, x, seeds.derive(seed, "train_step", step), seeds.derive(seed, "train_betas", step), betas,
+                temperature, fixed_betas, balance)
+        grads = tape.gradient(loss, model.trainable_variables)
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads] +
                                [tf.math.is_finite(summary["loss"])])
 

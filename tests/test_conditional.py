@@ -34,6 +34,46 @@ def test_betas_are_drawn_log_uniformly_in_the_range():
     assert np.allclose(conditioning.normalized_log_betas([0.1, 1.0, 10.0], (0.1, 10.0)), [-1, 0, 1], atol=1e-6)
 
 
+def test_loss_balance_weighs_each_example_by_the_inverse_running_mean_objective_of_its_cell():
+    from hvae_repr import loss_balance
+    table = loss_balance.ObjectiveTable(2, (0.1, 10.0))
+    cells = loss_balance.CELLS
+    # The corner cells (0, 0) and (last, last), and outside the range: the edge cells.
+    betas = tf.constant([[0.1, 0.1], [0.1001, 0.1], [10.0, 10.0], [0.01, 100.0]])
+    corner = cells * cells - 1
+    np.testing.assert_array_equal(table.cells(betas).numpy(), [0, 0, corner, cells * (cells - 1)])
+    losses = tf.constant([20.0, 40.0, 200.0, 90.0])
+    weights = table.weights(betas, losses).numpy()
+    means = table.means.numpy()
+    assert means[0] == 30 and means[corner] == 200 and means[cells * (cells - 1)] == 90
+    assert np.count_nonzero(means) == 3  # the cells no example reached stay empty
+    inverse = np.array([1 / 30, 1 / 30, 1 / 200, 1 / 90])
+    np.testing.assert_allclose(weights, inverse / np.mean([1 / 30, 1 / 200, 1 / 90]), rtol=1e-6)
+    # A second batch moves a cell's mean by 1 - MOMENTUM of the way to the batch's mean.
+    table.weights(betas[:1], tf.constant([130.0]))
+    assert table.means.numpy()[0] == pytest.approx(30 + (1 - loss_balance.MOMENTUM) * 100, rel=1e-6)
+    # Summed across two replicas holding the same examples: the same means as one device.
+    twin = loss_balance.ObjectiveTable(2, (0.1, 10.0))
+    twin.weights(betas, losses, all_reduce=lambda t: 2 * t)
+    np.testing.assert_allclose(twin.means.numpy(), means, rtol=1e-6)
+
+
+def test_film_before_the_activation_modulates_the_pre_activation_and_then_applies_the_relu():
+    import keras
+    x = tf.constant([[1.0, -2.0], [0.5, 3.0]])
+    params = [tf.constant([[1.0, -0.5, 0.0, -2.0, 1.0, 0.5], [0.0, 0.0, -1.0, 0.0, 0.0, 0.0]])]
+    outputs = {}
+    for placement in conditioning.PLACEMENTS:
+        dense = keras.layers.Dense(3, activation="relu", kernel_initializer="ones", bias_initializer="zeros")
+        outputs[placement] = conditioning.Modulated(dense, conditioning.Sites(placement))(x, params).numpy()
+    gamma, delta = params[0].numpy()[:, :3], params[0].numpy()[:, 3:]
+    pre = x.numpy().sum(1, keepdims=True) * np.ones((1, 3))  # W = ones, b = 0: [-1, 3.5] on every unit
+    np.testing.assert_allclose(outputs["after_activation"], np.maximum(pre, 0) * (1 + gamma) + delta, rtol=1e-6)
+    np.testing.assert_allclose(outputs["before_activation"], np.maximum(pre * (1 + gamma) + delta, 0), rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown FiLM placement 'inside'"):
+        conditioning.Sites("inside")
+
+
 def test_film_scales_and_shifts_each_channel_and_starts_as_the_identity():
     h = tf.random.stateless_normal((2, 4, 4, 3), seed=[1, 1])
     gamma, delta = np.array([[0.5, -1.0, 0.0], [2.0, 0.0, 1.0]]), np.array([[1.0, 0.0, -2.0], [0.0, 3.0, 0.0]])
@@ -175,10 +215,12 @@ def test_export_takes_the_betas_and_round_trips_through_a_fresh_process(conditio
 
 
 @pytest.mark.slow
-def test_an_interrupted_conditional_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+def test_an_interrupted_conditional_run_with_loss_balance_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    # The crash comes before the last epoch's checkpoint: the rerun retrains it from the checkpointed
+    # weights, optimizer and objective table (--balance_betas), and must meet the uninterrupted run.
     from hvae_repr.train import train
     settings = dict(dataset="binary_digits", latent_dims=(6, 3), hidden_units=32, batch_size=128, epochs=3,
-                    conditional_betas=True, checkpoint_every_secs=0)
+                    conditional_betas=True, balance_betas=True, checkpoint_every_secs=0)
     whole = train(train_config(workdir=str(tmp_path / "whole"), **settings), verbose=False)
     with crash_after_epoch(monkeypatch, 3):
         train(train_config(workdir=str(tmp_path / "cut"), **settings), verbose=False)

@@ -41,9 +41,10 @@ print("RESULT " + json.dumps(out))
 """
 # One epoch of each: between them, every likelihood other than the main case's Bernoulli (the plain
 # Gaussian is the learned-sigma one with its sigma fixed), the conv model (on 28x28 images the test
-# writes) and the beta-conditional model train under the strategy with the loss of one device.
+# writes) and the beta-conditional model (with its loss balance, whose table the replicas update from
+# sums over both) train under the strategy with the loss of one device.
 OTHER_CASES = {"conv_conditional_logistic_mixture": dict(architecture="conv", channels=4, latent_dims=(64, 8),
-                                                         conditional_betas=True,
+                                                         conditional_betas=True, balance_betas=True,
                                                          likelihood="discretized_logistic_mixture"),
                "gaussian_learned_sigma": dict(dataset="digits", likelihood="gaussian_learned_sigma")}
 WORKER = """

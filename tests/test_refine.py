@@ -68,3 +68,9 @@ def test_a_start_that_cannot_initialise_the_run_is_refused_before_training(condi
     assert not (tmp_path / "wider").exists()
     with pytest.raises(ValueError, match="--fixed_condition .* needs --conditional_betas"):
         train_config(dataset="digits", fixed_condition=True)
+    with pytest.raises(ValueError, match="--balance_betas .* needs --conditional_betas and a discrete likelihood"):
+        train_config(dataset="digits", balance_betas=True)
+    with pytest.raises(ValueError, match="the gaussian likelihood's distortion is a density"):
+        train_config(dataset="digits", likelihood="gaussian", conditional_betas=True, balance_betas=True)
+    with pytest.raises(ValueError, match="--film_placement=before_activation places the FiLM of a beta-conditional"):
+        train_config(dataset="digits", film_placement="before_activation")

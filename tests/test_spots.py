@@ -124,3 +124,30 @@ def test_the_page_generator_writes_spots_csv_and_the_verdicts_from_result_files(
     assert found[other]["metrics"]["objective_nats"]["ok"]  # conditional lower
     page = out.read_text()
     assert "meets the target at 0 of 2 points" in page and "conditional/spots.csv" in page
+
+
+def test_the_change_log_names_what_changed_and_judges_each_change_from_result_files(tmp_path, monkeypatch):
+    import runpy
+    spot = (1.0, 1.0)
+    _write_sweep(str(tmp_path / "base"), "conditional", {spot: (14.0, 19.0, 62.0, 17.5, 0.86)})
+    _write_sweep(str(tmp_path / "balance"), "conditional", {spot: (14.0, 19.0, 58.5, 17.8, 0.87)})
+    for name, balance, seconds in (("base", False, 600.0), ("balance", True, 660.0)):
+        model = tmp_path / name / "model"
+        config = json.load(open(model / "config.json"))
+        json.dump(dict(config, balance_betas=balance, threads=1 if balance else 2), open(model / "config.json", "w"))
+        json.dump({"train_seconds": seconds}, open(model / "train_result.json", "w"))
+    _write_sweep(str(tmp_path / "long"), "separate", {spot: (13.0, 20.0, 58.0, 17.9, 0.87)}, epochs=100)
+    out = tmp_path / "changes.md"
+    monkeypatch.setattr(sys, "argv", ["conditional_changes.py", f"--change={tmp_path / 'base'}",
+                                      f"--change={tmp_path / 'balance'}", f"--reference={tmp_path / 'long'}",
+                                      f"--out={out}"])
+    runpy.run_path(os.path.join(REPO, "docs", "results", "conditional_changes.py"), run_name="__main__")
+    page = out.read_text()
+    # The second entry names the one setting that changed (the thread count does not change the model).
+    assert "changed from the previous entry: balance_betas: False -> True\n" in page
+    assert "10.0 minutes" in page and "11.0 minutes" in page
+    # Objectives: 95 and 91.5 against the reference's 91: +4.4% (off) and +0.5% (within 2%).
+    assert "mean +4.4%" in page and "mean +0.5%" in page
+    assert page.count("meets the target at 0 of 1 points") == 1 and page.count("meets the target at 1 of 1") == 1
+    rows = spots.read_csv(str(tmp_path / "changes" / "spots.csv"))
+    assert sorted(r["sweep"].split(os.sep)[-1] for r in rows) == ["balance", "base", "long"]
