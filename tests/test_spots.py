@@ -137,10 +137,18 @@ def test_the_change_log_names_what_changed_and_judges_each_change_from_result_fi
         json.dump(dict(config, balance_betas=balance, threads=1 if balance else 2), open(model / "config.json", "w"))
         json.dump({"train_seconds": seconds}, open(model / "train_result.json", "w"))
     _write_sweep(str(tmp_path / "long"), "separate", {spot: (13.0, 20.0, 58.0, 17.9, 0.87)}, epochs=100)
+    # A point of `balance` refined for 1 epoch (launch.sweep --refine_epochs=1): its run's files.
+    refined = tmp_path / "balance" / "refined_1epochs"
+    _write_sweep(str(refined), "separate", {spot: (13.5, 19.5, 57.5, 17.9, 0.87)}, epochs=1)
+    [run] = [f for f in os.listdir(refined) if os.path.isdir(refined / f)]
+    config = json.load(open(refined / run / "config.json"))
+    json.dump(dict(config, betas=list(spot), fixed_condition=True, init_from=str(tmp_path / "balance" / "model")),
+              open(refined / run / "config.json", "w"))
+    json.dump({"train_seconds": 42.0}, open(refined / run / "train_result.json", "w"))
     out = tmp_path / "changes.md"
     monkeypatch.setattr(sys, "argv", ["conditional_changes.py", f"--change={tmp_path / 'base'}",
                                       f"--change={tmp_path / 'balance'}", f"--reference={tmp_path / 'long'}",
-                                      f"--out={out}"])
+                                      f"--refined={refined}", f"--out={out}"])
     runpy.run_path(os.path.join(REPO, "docs", "results", "conditional_changes.py"), run_name="__main__")
     page = out.read_text()
     # The second entry names the one setting that changed (the thread count does not change the model).
@@ -148,6 +156,10 @@ def test_the_change_log_names_what_changed_and_judges_each_change_from_result_fi
     assert "10.0 minutes" in page and "11.0 minutes" in page
     # Objectives: 95 and 91.5 against the reference's 91: +4.4% (off) and +0.5% (within 2%).
     assert "mean +4.4%" in page and "mean +0.5%" in page
-    assert page.count("meets the target at 0 of 1 points") == 1 and page.count("meets the target at 1 of 1") == 1
+    assert page.count("meets the target at 0 of 1 points") == 1  # base; balance and the refined point pass
+    assert page.count("meets the target at 1 of 1") == 2
+    # The refined point: from the conditional model's 91.5 to 90.5 (-1.1%), 0.5% below the reference.
+    assert "1 epoch, Adam 0.0003, batch 256, no warm-up, refined from balance's conditional model" in page
+    assert "| (1, 1) | 91.50 | 90.50 | -1.1% | 91.00 | -0.5% |" in page and "mean 42, from 42 to 42" in page
     rows = spots.read_csv(str(tmp_path / "changes" / "spots.csv"))
-    assert sorted(r["sweep"].split(os.sep)[-1] for r in rows) == ["balance", "base", "long"]
+    assert sorted(r["sweep"].split(os.sep)[-1] for r in rows) == ["balance", "base", "long", "refined_1epochs"]

@@ -16,6 +16,13 @@ at the 9 spot points, judged against the best known separately trained model per
         --reference=sweeps/mnist_spots_seeds --seeds=sweeps/mnist_spots_seeds \\
         --change=sweeps/mnist_conditional_60ep_base --change=sweeps/mnist_conditional_60ep_balance
 
+    for K in 1 2 5; do python -m launch.sweep ...the last --change's command... --refine_epochs=$K --workers=2
+        python -m evaluation.aggregate --root=sweeps/mnist_conditional_60ep_balance/refined_${K}epochs; done
+    python docs/results/conditional_changes.py ...as above... \
+        --refined=sweeps/mnist_conditional_60ep_balance/refined_1epochs \
+        --refined=sweeps/mnist_conditional_60ep_balance/refined_2epochs \
+        --refined=sweeps/mnist_conditional_60ep_balance/refined_5epochs
+
 Each --change is compared with the one before it: what differs is read from the two conditional models'
 config.json, so the log names every setting that changed. Every number is read from the sweeps'
 results.csv, the models' config.json and train_result.json (evaluation/spots.py computes the verdicts).
@@ -73,6 +80,45 @@ def change_lines(name, rows, best, spreads, config, before, train_seconds):
     return lines + ["", *spots.verdict_lines(name, found)]
 
 
+def refined_lines(folder, rows, best, spreads):
+    """A refined sweep (ROOT/refined_<K>epochs): each point's objective before (its conditional model there)
+    and after K epochs at its fixed betas, against the reference, and the refinement's cost per point."""
+    refined = [r for r in rows if r["sweep"] == folder]
+    if not refined:
+        return [f"## `{folder}`: no evaluated spot points", ""]
+    model = os.path.normpath(io_utils.read_json(os.path.join(folder, _run_of(folder, refined[0]), "config.json"))
+                             ["init_from"])
+    root = os.path.dirname(model)
+    start = {spots.point_of(r): r for r in rows if r["sweep"] == root or os.path.abspath(r["sweep"]) == root}
+    seconds = [io_utils.read_json(os.path.join(folder, _run_of(folder, r), "train_result.json"))["train_seconds"]
+               for r in refined]
+    found = spots.verdicts(refined, best, spreads)
+    lines = [f"## `{folder}`", "",
+             f"- {refined[0]['recipe']}; training seconds per point: mean {np.mean(seconds):.0f}, "
+             f"from {min(seconds):.0f} to {max(seconds):.0f} (train_result.json's train_seconds)", "",
+             "| betas (z1, z2) | objective nats: conditional model | refined | change | reference | refined vs reference |",
+             "|---|---|---|---|---|---|"]
+    for row in refined:
+        point = spots.point_of(row)
+        before = start.get(point, {}).get("objective_nats", float("nan"))
+        ref = best[point]["objective_nats"] if point in best else float("nan")
+        lines.append(f"| ({point[0]:g}, {point[1]:g}) | {before:.2f} | {row['objective_nats']:.2f} | "
+                     f"{100 * (row['objective_nats'] / before - 1):+.1f}% | {ref:.2f} | "
+                     f"{100 * (row['objective_nats'] / ref - 1):+.1f}% |")
+    return lines + ["", *spots.verdict_lines(folder, found)]
+
+
+def _run_of(folder, row):
+    """The run folder of a spots row of `folder` (the one whose config.json has the row's betas and seed)."""
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name, "config.json")
+        if os.path.isfile(path):
+            config = io_utils.read_json(path)
+            if tuple(round(b, 6) for b in config["betas"]) == spots.point_of(row) and config["seed"] == row["seed"]:
+                return name
+    raise ValueError(f"no run of {folder} has betas {spots.point_of(row)} and seed {row['seed']}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--change", action="append", required=True,
@@ -82,9 +128,12 @@ def main():
                              "objective among them (repeatable)")
     parser.add_argument("--seeds", action="append", default=[],
                         help="a sweep of seed runs whose spread may widen a tolerance (repeatable)")
+    parser.add_argument("--refined", action="append", default=[],
+                        help="an aggregated folder of refined points (ROOT/refined_<K>epochs of a --change's "
+                             "sweep run with --refine_epochs=K), tabulated after the changes (repeatable)")
     parser.add_argument("--out", default=os.path.join(HERE, "conditional_changes.md"))
     args = parser.parse_args()
-    sweeps = list(dict.fromkeys(args.change + args.reference + args.seeds))
+    sweeps = list(dict.fromkeys(args.change + args.reference + args.seeds + args.refined))
     rows = [row for sweep in sweeps for row in spots.rows_from_sweep(sweep)]
     folder = os.path.splitext(args.out)[0]
     os.makedirs(folder, exist_ok=True)
@@ -104,6 +153,13 @@ def main():
         lines += change_lines(sweep, [r for r in rows if r["sweep"] == sweep], best, spreads, config, before,
                               result["train_seconds"])
         before = config
+    if args.refined:
+        lines += ["# Refinement: each point fine-tuned at its fixed betas for K epochs", "",
+                  "A refined point starts from the conditional model's weights (a fresh Adam, no warm-up) and trains "
+                  "K epochs with its FiLM condition held at the point (`--refine_epochs=K`); its cost is K epochs "
+                  "of one separate model per point, on top of the conditional model's training.", ""]
+        for refined in args.refined:
+            lines += refined_lines(refined, rows, best, spreads)
     io_utils.write_text_atomic(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out} and {folder}/spots.csv")
 
