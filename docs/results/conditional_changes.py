@@ -61,7 +61,9 @@ def flat_settings(config, prefix=""):
 def differences(before, after):
     """'setting: old -> new' for every training setting that differs between two config.json."""
     a, b = flat_settings(before), flat_settings(after)
-    return [f"{k.split('.')[-1]}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    unset = "(not in its config.json: the default)"  # a run trained before the setting existed
+    return [f"{k.split('.')[-1]}: {a.get(k, unset)} -> {b.get(k, unset)}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
 
 
 def change_lines(name, rows, best, spreads, config, before, train_seconds):
