@@ -51,12 +51,10 @@ class ModelConfig:
     def __post_init__(self):
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
         for name, registry in (("architecture", networks.ARCHITECTURES), ("inference", networks.INFERENCES),
-                               ("likelihood", likelihoods.LIKELIHOODS), ("top_latent", networks.TOP_LATENTS)):
+                               ("likelihood", likelihoods.LIKELIHOODS), ("top_latent", networks.TOP_LATENTS),
+                               ("film_placement", conditioning.PLACEMENTS)):
             if getattr(self, name) not in registry:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; use one of {', '.join(registry)}")
-        if self.film_placement not in conditioning.PLACEMENTS:
-            raise ValueError(f"unknown film_placement {self.film_placement!r}; use one of "
-                             f"{', '.join(conditioning.PLACEMENTS)}")
         if self.film_placement != MODEL_DEFAULTS["film_placement"] and not self.conditional_betas:
             raise ValueError(f"--film_placement={self.film_placement} places the FiLM of a beta-conditional model; "
                              "add --conditional_betas (an ordinary model has none)")
