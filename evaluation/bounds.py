@@ -157,7 +157,7 @@ def check_t1(distortion, total_rate, log_prob=None, confidence=0.99, likelihood=
     slack D + R + log p(x) is averaged per example (a paired estimate, so its
     standard error accounts for correlations between D, R and log p); violated
     when slack + z * stderr < 0. likelihood, discrete: the model's p(x|z) by name and whether it
-    is a probability mass per image (hvae_repr.likelihoods.LIKELIHOODS[name].discrete): only then
+    is a probability mass per image (hvae_repr.choices.LIKELIHOODS[name].discrete): only then
     does -log p(x|z) compare with the data's discrete entropy; a density (e.g. gaussian) makes T1
     "not applicable", its -log p being a differential quantity.
     """

@@ -18,10 +18,9 @@ import numpy as np
 
 from evaluation import evaluate as ev
 from evaluation import stages
+from evaluation.options import POINTS_PER_PASS
 from hvae_repr import io_utils, passes, progress
 from hvae_repr.runs import RunBusy, RunDir
-
-POINTS_PER_PASS = 4
 
 
 def point_folder(root, config, betas):

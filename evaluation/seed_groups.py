@@ -52,7 +52,7 @@ def _filled(values, defaults):
 def settings_without_seed(folder):
     """The run's settings with the seed (and what does not change a run) left out, as canonical JSON; None
     when the folder holds neither config.json nor an eval_result.json with its run's config."""
-    from evaluation.evaluate import NEUTRAL_SETTINGS, EvalOptions
+    from evaluation.options import NEUTRAL_SETTINGS, EvalOptions
     from hvae_repr.config import RESUMABLE_DIFFERENCES, TrainConfig
 
     def read(name):

@@ -1,6 +1,9 @@
 """One way to run a function over an array in batches and put the pieces back together."""
 import numpy as np
 
+# Examples per model call of a pass over a data set (hvae_repr.passes; --eval_batch_size).
+DEFAULT_BATCH_SIZE = 500
+
 
 def batches(n, batch_size):
     """(index, slice) of consecutive batches covering range(n); one empty batch when n is 0."""

@@ -10,6 +10,7 @@ at zero so that a new conditional model computes what the unconditional one does
 """
 import math
 
+from hvae_repr import choices
 from hvae_repr.tf_env import tf
 
 import keras
@@ -39,10 +40,8 @@ def training_betas(batch, num_layers, beta_range, seed, fixed=None):
     return sample_betas(batch, num_layers, beta_range, seed)
 
 
-# Where FiLM acts on a hidden layer (ModelConfig.film_placement): on its output (after the ReLU), or on its
-# pre-activation, so that the betas also choose which units pass the ReLU (as the gated pre-activations of
-# Multi-Rate VAE, Bae et al. 2023, do).
-PLACEMENTS = ("after_activation", "before_activation")
+# Where FiLM acts on a hidden layer (ModelConfig.film_placement): hvae_repr.choices.FILM_PLACEMENTS.
+PLACEMENTS = tuple(choices.FILM_PLACEMENTS)
 
 
 class Sites:

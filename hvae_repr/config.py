@@ -1,7 +1,8 @@
 """Every setting of a run, named once: the model (ModelConfig) nested in the training run
 (TrainConfig). The flags of `python -m hvae_repr.train` (and the sweep launcher) are made
-from these dataclasses (hvae_repr.cli); allowed values come from the registries of the
-modules that implement them. Layers are listed from z1 (next to the data) up.
+from these dataclasses (hvae_repr.cli); allowed values come from hvae_repr.choices, which names every
+choice once without TensorFlow (so the launcher and the command lines load no TensorFlow to check them).
+Layers are listed from z1 (next to the data) up.
 """
 import dataclasses
 import hashlib
@@ -10,25 +11,21 @@ import math
 import os
 from typing import ClassVar
 
-from hvae_repr import conditioning, data, likelihoods, networks, rate_targets
+from hvae_repr import choices, data, rate_targets
 from hvae_repr.cli import nested, setting
-
-
-def _describe(registry):
-    return "; ".join(f"{name}: {entry.description}" for name, entry in registry.items())
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     help_group: ClassVar[str] = "model"  # the heading of its flags in --help
-    architecture: str = setting("mlp", "Networks. " + _describe(networks.ARCHITECTURES), networks.ARCHITECTURES)
-    inference: str = setting("hvae", "Top-down inference. " + _describe(networks.INFERENCES), networks.INFERENCES)
-    likelihood: str = setting("bernoulli", "p(x|z1). " + _describe(likelihoods.LIKELIHOODS), likelihoods.LIKELIHOODS)
+    architecture: str = setting("mlp", "Networks. " + choices.describe(choices.ARCHITECTURES), choices.ARCHITECTURES)
+    inference: str = setting("hvae", "Top-down inference. " + choices.describe(choices.INFERENCES), choices.INFERENCES)
+    likelihood: str = setting("bernoulli", "p(x|z1). " + choices.describe(choices.LIKELIHOODS), choices.LIKELIHOODS)
     latent_dims: tuple = setting((), "Size of each latent layer, z1 first; the number of entries is the number "
                                      "of layers. Default: the architecture's (mlp 32,16; conv 16*channels,20).",
                                  item=int)
-    top_latent: str = setting("gaussian", "Family of the top layer. " + _describe(networks.TOP_LATENTS),
-                              networks.TOP_LATENTS)
+    top_latent: str = setting("gaussian", "Family of the top layer. " + choices.describe(choices.TOP_LATENTS),
+                              choices.TOP_LATENTS)
     channels: int = setting(16, "conv: channels of every conv layer (c in the paper).")
     hidden_units: int = setting(256, "Units of the hidden dense layers.")
     gaussian_sigma: float = setting(0.0, "Standard deviation of the gaussian likelihood in data units (the "
@@ -42,7 +39,7 @@ class ModelConfig:
                                              "(python -m evaluation.evaluate --betas=...).")
     film_placement: str = setting("after_activation", "Where FiLM modulates a conditional model's hidden layers: "
                                                       "their output, or their pre-activation (the betas then also "
-                                                      "gate which units pass the ReLU).", conditioning.PLACEMENTS)
+                                                      "gate which units pass the ReLU).", choices.FILM_PLACEMENTS)
     beta_range: tuple = setting((0.1, 10.0), "LOW,HIGH: the betas a conditional model is trained for (the paper's "
                                              "grid spans 0.1,10), and the range --target_rates keeps its betas in.",
                                 item=float)
@@ -50,15 +47,15 @@ class ModelConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
-        for name, registry in (("architecture", networks.ARCHITECTURES), ("inference", networks.INFERENCES),
-                               ("likelihood", likelihoods.LIKELIHOODS), ("top_latent", networks.TOP_LATENTS),
-                               ("film_placement", conditioning.PLACEMENTS)):
+        for name, registry in (("architecture", choices.ARCHITECTURES), ("inference", choices.INFERENCES),
+                               ("likelihood", choices.LIKELIHOODS), ("top_latent", choices.TOP_LATENTS),
+                               ("film_placement", choices.FILM_PLACEMENTS)):
             if getattr(self, name) not in registry:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; use one of {', '.join(registry)}")
         if self.film_placement != MODEL_DEFAULTS["film_placement"] and not self.conditional_betas:
             raise ValueError(f"--film_placement={self.film_placement} places the FiLM of a beta-conditional model; "
                              "add --conditional_betas (an ordinary model has none)")
-        dims = tuple(int(d) for d in self.latent_dims) or networks.ARCHITECTURES[self.architecture].default_latent_dims(self)
+        dims = tuple(int(d) for d in self.latent_dims) or choices.ARCHITECTURES[self.architecture].default_latent_dims(self)
         object.__setattr__(self, "latent_dims", dims)
         if min(dims) < 1:
             raise ValueError(f"--latent_dims must list one positive size per layer, z1 first (got {dims})")
@@ -180,10 +177,10 @@ class TrainConfig:
         if self.fixed_condition and not model.conditional_betas:
             raise ValueError("--fixed_condition fixes the betas a beta-conditional model sees; it needs "
                              "--conditional_betas (a model trained at fixed betas is trained at --betas anyway)")
-        if self.balance_betas and not (model.conditional_betas and likelihoods.LIKELIHOODS[model.likelihood].discrete):
+        if self.balance_betas and not (model.conditional_betas and choices.LIKELIHOODS[model.likelihood].discrete):
             raise ValueError("--balance_betas weighs a beta-conditional model's examples by their objective, which "
                              "must be a positive number of nats: it needs --conditional_betas and a discrete "
-                             f"likelihood ({', '.join(n for n, l in likelihoods.LIKELIHOODS.items() if l.discrete)}; "
+                             f"likelihood ({', '.join(n for n, l in choices.LIKELIHOODS.items() if l.discrete)}; "
                              f"the {model.likelihood} likelihood's distortion is a density)")
         if self.init_from:
             object.__setattr__(self, "init_from", os.path.abspath(self.init_from))

@@ -3,9 +3,11 @@
 Every likelihood takes the decoder's raw output of shape [B, *input_shape, P] and returns a
 distribution whose event shape is the input shape, so `log_prob` gives one number per
 example (nats). The likelihood owns its output head: `params_per_value(config)` says how
-many decoder outputs (P) it needs per data value. Adding a likelihood takes one class and
-one line in LIKELIHOODS.
+many decoder outputs (P) it needs per data value. Adding a likelihood takes one class, named
+with `choice=` after its entry in hvae_repr.choices.LIKELIHOODS (its description and whether
+it is discrete).
 """
+from hvae_repr import choices
 from hvae_repr.tf_env import tf
 
 import keras
@@ -17,10 +19,14 @@ tfd = tfp.distributions
 class Likelihood(keras.layers.Layer):
     """Base class. `event(x)` maps data in [0, 1] to the distribution's support."""
 
-    description = ""
-    # True when log_prob is a probability mass (so D is a code length and T1 compares it with
-    # the data's discrete entropy); False for a density.
-    discrete = False
+    # Set for each subclass from hvae_repr.choices.LIKELIHOODS[choice]: its description and whether
+    # log_prob is a probability mass (D a code length, which T1 compares with the data's entropy).
+    choice, description, discrete = "", "", False
+
+    def __init_subclass__(cls, choice="", **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.choice = choice
+        cls.description, cls.discrete = choices.LIKELIHOODS[choice]
 
     def __init__(self, event_ndims, config, **kwargs):
         super().__init__(**kwargs)
@@ -45,10 +51,7 @@ class Likelihood(keras.layers.Layer):
         return tfd.Independent(dist, reinterpreted_batch_ndims=self.event_ndims)
 
 
-class Bernoulli(Likelihood):
-    description = "binary data (on grey values its D is a cross-entropy, not a code length)"
-    discrete = True
-
+class Bernoulli(Likelihood, choice="bernoulli"):
     # float dtype so that grey values in [0, 1] get the cross-entropy log-likelihood.
     def distribution(self, params):
         return self._independent(tfd.Bernoulli(logits=params[..., 0], dtype=tf.float32))
@@ -57,10 +60,8 @@ class Bernoulli(Likelihood):
         return tf.sigmoid(params[..., 0])
 
 
-class Gaussian(Likelihood):
+class Gaussian(Likelihood, choice="gaussian"):
     """Gaussian with a fixed standard deviation `sigma` (in data units)."""
-
-    description = "fixed --gaussian_sigma (a density: D can be negative)"
 
     def __init__(self, event_ndims, config, **kwargs):
         super().__init__(event_ndims, config, **kwargs)
@@ -79,10 +80,8 @@ class Gaussian(Likelihood):
         return params[..., 0]
 
 
-class GaussianLearnedSigma(Gaussian):
+class GaussianLearnedSigma(Gaussian, choice="gaussian_learned_sigma"):
     """Gaussian with one learned standard deviation shared by all pixels."""
-
-    description = "one learned sigma, starting at --gaussian_sigma"
 
     def __init__(self, event_ndims, config, **kwargs):
         super().__init__(event_ndims, config, **kwargs)
@@ -94,7 +93,7 @@ class GaussianLearnedSigma(Gaussian):
         return tf.exp(tf.convert_to_tensor(self.log_sigma))
 
 
-class DiscretizedLogisticMixture(Likelihood):
+class DiscretizedLogisticMixture(Likelihood, choice="discretized_logistic_mixture"):
     """Per-value mixture of K logistics discretized to the 256 levels of 8-bit data.
 
     Built from TFP pieces: QuantizedDistribution puts the mass of the bin
@@ -102,8 +101,6 @@ class DiscretizedLogisticMixture(Likelihood):
     so the 256 probabilities sum to one exactly.
     """
 
-    description = "8-bit images, --num_mixtures logistics per value"
-    discrete = True
     LEVELS = 256
     _MEAN_CHUNK = 16  # levels summed at once by `mean` (bounds its memory)
 
@@ -144,12 +141,8 @@ class DiscretizedLogisticMixture(Likelihood):
         return tf.reduce_sum(weights * total, axis=-1) / 255.0
 
 
-LIKELIHOODS = {
-    "bernoulli": Bernoulli,
-    "gaussian": Gaussian,
-    "gaussian_learned_sigma": GaussianLearnedSigma,
-    "discretized_logistic_mixture": DiscretizedLogisticMixture,
-}
+LIKELIHOODS = {cls.choice: cls for cls in (Bernoulli, Gaussian, GaussianLearnedSigma, DiscretizedLogisticMixture)}
+choices.check_implemented(choices.LIKELIHOODS, LIKELIHOODS, "hvae_repr.likelihoods")
 
 
 def make_likelihood(config):

@@ -15,31 +15,14 @@ Deeper conv hierarchies stack dense layers z3..zL on top of the z2 trunk.
 """
 import dataclasses
 import math
-from typing import Callable, NamedTuple
 
 from hvae_repr.tf_env import tf
 
 import keras
 from keras import layers
 
-from hvae_repr import likelihoods
+from hvae_repr import choices, likelihoods
 from hvae_repr.conditioning import Sites, apply, modulated
-
-
-class Choice(NamedTuple):
-    description: str
-
-
-INFERENCES = {
-    "hvae": Choice("q(z_l|z_{l+1},x) from features of x joined with the sampled layer above"),
-    "ladder": Choice("the paper's ladder variant: a bottom-up estimate from a trunk shared by all layers, merged "
-                     "with the prior by precision weighting"),
-}
-TOP_LATENTS = {
-    "gaussian": Choice("diagonal Gaussian"),
-    "categorical": Choice("categorical with (last --latent_dims entry) categories, Gumbel-softmax relaxed in "
-                          "training, hard one-hot at evaluation"),
-}
 
 
 class GaussianHeads(layers.Layer):
@@ -229,7 +212,7 @@ class Networks:
 def build_networks(config):
     """Builds every network for a `ModelConfig` (FiLM sites for a beta-conditional one)."""
     sites = Sites(config.film_placement) if config.conditional_betas else None
-    networks = ARCHITECTURES[config.architecture].build(config, sites)
+    networks = BUILDERS[config.architecture](config, sites)
     networks.film_sites = sites
     return networks
 
@@ -317,15 +300,7 @@ def _check_conv_input(config):
     return shape
 
 
-class Architecture(NamedTuple):
-    build: Callable                # (ModelConfig, FiLM Sites or None) -> Networks
-    default_latent_dims: Callable  # ModelConfig -> sizes, z1 first
-    description: str
-
-
-ARCHITECTURES = {
-    "mlp": Architecture(_mlp_networks, lambda config: (32, 16), "dense layers for any input (images are flattened)"),
-    # conv: z1 is the reference model's 4x4xchannels map, z2 has the paper's 20 dimensions.
-    "conv": Architecture(_conv_networks, lambda config: (16 * config.channels, 20),
-                         "the paper's reference conv model for 28x28xC or 32x32xC images"),
-}
+# The networks of each architecture (hvae_repr.choices.ARCHITECTURES names and describes them):
+# (ModelConfig, FiLM Sites or None) -> Networks.
+BUILDERS = {"mlp": _mlp_networks, "conv": _conv_networks}
+choices.check_implemented(choices.ARCHITECTURES, BUILDERS, "hvae_repr.networks")

@@ -14,7 +14,7 @@ from hvae_repr.tf_env import tf
 
 import tensorflow_probability as tfp
 
-DEFAULT_BATCH_SIZE = 500
+DEFAULT_BATCH_SIZE = batching.DEFAULT_BATCH_SIZE
 _FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {key: its tf.function}
 
 

@@ -18,12 +18,11 @@ is kept but the betas do not move (the warm-up, not the multiplier, holds the ra
 
 A beta that sits at an edge of its range for the last quarter of the training steps did not find the
 target: the rate there is still off and the result says so ("reached": false, "pinned": "low" or "high").
-The multipliers, averages and counters are tf.Variables of a tf.Module that the run's checkpoint holds,
-so a resumed run continues exactly where the interrupted one stopped.
+The multipliers, averages and counters are tf.Variables of a tf.Module that the run's checkpoint holds
+(hvae_repr.rate_controller), so a resumed run continues exactly where the interrupted one stopped. This
+module, the targets' parsing, checks and reports, loads no TensorFlow (the configs use it).
 """
 import math
-
-import numpy as np
 
 RATE_OFFSET_NATS = 1.0     # c above
 RELATIVE_TOLERANCE = 0.05  # a target counts as reached within 5% or ...
@@ -85,123 +84,11 @@ def check_config(config):
         raise ValueError(f"--target_rate_decay must lie in [0, 1) (got {config.target_rate_decay})")
 
 
-def make_controller(config):
-    """The RateTargets of a run with --target_rates, else None."""
-    if not config.target_rates:
-        return None
-    return RateTargets(targets_of(config.target_rates), config.betas, config.model.beta_range,
-                       config.target_dual_step, config.target_rate_decay)
-
-
-def _module_base():
-    from hvae_repr.tf_env import tf
-    return tf.Module
-
-
-class RateTargets(_module_base()):
-    """The dual variables of a targeted run (z1 first): log betas, rate averages and counters."""
-
-    def __init__(self, targets, betas, beta_range, step, decay):
-        from hvae_repr.tf_env import tf
-        super().__init__(name="rate_targets")
-        self.targets = list(targets)
-        layers = len(self.targets)
-        self.adapted = np.array([t is not None for t in self.targets])
-        self.low, self.high = (float(b) for b in beta_range)
-        self.step, self.decay = float(step), float(decay)
-        self.initial_betas = np.asarray(betas, np.float64)
-        self.log_betas = tf.Variable(np.log(np.asarray(betas, np.float32)), trainable=False, name="log_betas")
-        self.rate_averages = tf.Variable(np.zeros(layers, np.float32), trainable=False, name="rate_averages")
-        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
-        # Consecutive adapting steps with the beta at an edge of the range (reset when it leaves it).
-        self.steps_at_edge = tf.Variable(np.zeros(layers, np.int64), trainable=False, name="steps_at_edge")
-        self._update = self._make_update()
-
-    def _make_update(self):
-        from hvae_repr.tf_env import tf
-        targets = tf.constant([t if t is not None else 0.0 for t in self.targets], tf.float32)
-        adapted = tf.constant(self.adapted)
-        log_low, log_high = math.log(self.low), math.log(self.high)
-        edge = 1e-6  # float32 rounding of the clipped log beta
-
-        @tf.function(input_signature=[tf.TensorSpec((len(self.targets),), tf.float32), tf.TensorSpec((), tf.bool)],
-                     autograph=False)
-        def update(rates, adapt):
-            first = tf.equal(self.updates, 0)
-            average = tf.where(first, rates, self.decay * self.rate_averages + (1.0 - self.decay) * rates)
-            error = tf.math.log((average + RATE_OFFSET_NATS) / (targets + RATE_OFFSET_NATS))
-            moved = tf.clip_by_value(self.log_betas + self.step * error, log_low, log_high)
-            log_betas = tf.where(adapted & adapt, moved, self.log_betas)
-            at_edge = adapted & adapt & ((log_betas <= log_low + edge) | (log_betas >= log_high - edge))
-            steps = tf.where(at_edge, self.steps_at_edge + 1, tf.where(adapt, tf.zeros_like(self.steps_at_edge),
-                                                                       self.steps_at_edge))
-            return [self.rate_averages.assign(average), self.log_betas.assign(log_betas),
-                    self.steps_at_edge.assign(steps), self.updates.assign_add(1)]
-        return update
-
-    def betas(self):
-        """The current betas [L] (the fixed layers' exactly as given)."""
-        return np.where(self.adapted, np.exp(self.log_betas.numpy().astype(np.float64)), self.initial_betas)
-
-    def update(self, rates, adapt=True):
-        """One dual step from a training batch's mean rates [L] (nats); adapt=False (warm-up) only averages."""
-        from hvae_repr.tf_env import tf
-        self._update(tf.constant(np.asarray(rates, np.float32)), tf.constant(bool(adapt)))
-
-    def record(self):
-        """The epoch's line of metrics.jsonl: betas and rate averages by layer."""
-        betas, averages = self.betas(), self.rate_averages.numpy()
-        return {"betas": _by_layer([float(b) for b in betas]),
-                "rate_average_nats": _by_layer([float(a) for a in averages])}
-
-    def write_summaries(self):
-        """TensorBoard scalars: each layer's beta and its rate average (inside the writer's context)."""
-        from hvae_repr.tf_env import tf
-        for name, beta, average in zip(_by_layer(self.targets), self.betas(), self.rate_averages.numpy()):
-            tf.summary.scalar(f"rate_targets/beta_{name}", float(beta))
-            tf.summary.scalar(f"rate_targets/rate_average_{name}_nats", float(average))
-
-    def report(self, test_rates, total_steps):
-        """The result's "target_rates" section: per layer the target, the test-set rate, the final beta
-        and whether the target was reached; a beta at an edge for the last quarter of the steps is
-        "pinned" (the target is out of reach inside --beta_range)."""
-        betas, averages, at_edge = self.betas(), self.rate_averages.numpy(), self.steps_at_edge.numpy()
-        layers, unreachable, missed = {}, [], []
-        for l, target in enumerate(self.targets):
-            name = f"z{l + 1}"
-            if target is None:
-                layers[name] = {"target_nats": None, "beta": float(betas[l]), "adapted": False}
-                continue
-            achieved = float(test_rates[name]["mean"])
-            pinned = None
-            if at_edge[l] >= PINNED_FRACTION * total_steps:
-                pinned = "low" if betas[l] <= math.sqrt(self.low * self.high) else "high"
-            reached = abs(achieved - target) <= tolerance(target)
-            layers[name] = {"target_nats": target, "achieved_test_nats": achieved,
-                            "error_nats": achieved - target, "tolerance_nats": tolerance(target),
-                            "reached": bool(reached), "pinned": pinned, "beta": float(betas[l]),
-                            "train_rate_average_nats": float(averages[l]), "adapted": True}
-            if pinned and not reached:
-                unreachable.append(unreachable_line(name, target, achieved, pinned, self.low, self.high))
-            elif not reached:
-                missed.append(missed_line(name, target, achieved, float(averages[l]), float(betas[l])))
-        section = {"layers": layers, "unreachable": unreachable, "missed": missed, "all_reached": all(
-                       v["reached"] for v in layers.values() if v["adapted"]),
-                   "settings": {"dual_step": self.step, "rate_average_decay": self.decay,
-                                "beta_range": [self.low, self.high], "rate_offset_nats": RATE_OFFSET_NATS,
-                                "tolerance": f"max({RELATIVE_TOLERANCE:g} * target, {ABSOLUTE_TOLERANCE:g} nats)",
-                                "pinned": f"the beta at an edge of beta_range for the last "
-                                          f"{PINNED_FRACTION:.0%} of the {total_steps} steps (unreachable when "
-                                          f"the target is not reached)",
-                                "achieved": "test-set mean rate per example (train_result['test'])"}}
-        return section
-
-
 def add_to_result(result, controller, total_steps):
     """train_result.json with targets: "betas" become the final ones (the starting ones are kept as
     "initial_betas") and "target_rates" holds the report; a target not reached is also a "warning"."""
     result["initial_betas"] = result["betas"]
-    result["betas"] = _by_layer([float(b) for b in controller.betas()])
+    result["betas"] = by_layer([float(b) for b in controller.betas()])
     result["target_rates"] = section = controller.report(result["test"]["rate_nats"], total_steps)
     if section["unreachable"] or section["missed"]:
         result["target_rates_warning"] = "; ".join(section["unreachable"] + section["missed"])
@@ -280,5 +167,5 @@ def format_lines(result):
     return rows + [f"warning: {line}" for line in section["unreachable"] + section.get("missed", [])]
 
 
-def _by_layer(values):
+def by_layer(values):
     return {f"z{l + 1}": v for l, v in enumerate(values)}

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from hvae_repr import (distribution, epoch_progress, io_utils, loss_balance, objective, passes, preemption, progress,
-                       rate_targets, runs, seeds, units, warm_start)
+                       rate_controller, rate_targets, runs, seeds, units, warm_start)
 from hvae_repr.epoch_progress import CHECKPOINT_KEY, EpochProgress
 from hvae_repr.runs import RunDir
 
@@ -135,7 +135,7 @@ class Trainer:
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         seconds_var = tf.Variable(0.0, dtype=tf.float64, trainable=False)
         skipped_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.rate_targets = targets = rate_targets.make_controller(cfg)  # None without --target_rates
+        self.rate_targets = targets = rate_controller.make_controller(cfg)  # None without --target_rates
         extra = dict({"rate_targets": targets} if targets is not None else {},
                      **({"objective_table": table} if table is not None else {}))
         fixed = cfg.betas if cfg.fixed_condition else None

@@ -306,13 +306,13 @@ def evaluate_grid_ray(model_run, points, root, options, address, threads, log=pr
     and caches what every chunk shares, the reference classifier), then the rest in one chunk per
     `threads` CPUs of the cluster, each a Ray task in a process of its own reading the shared model.
     A chunk lost with its node is retried and skips the points already written. Returns the merged outcome."""
-    from evaluation import grid
+    from evaluation.options import POINTS_PER_PASS
     model_run, root = os.path.abspath(model_run), os.path.abspath(root)  # the workers' working folder differs
     with RayCluster(address) as cluster:
         cluster.check_cpus(threads)
         task = cluster.ray.remote(max_retries=RAY_MAX_RETRIES, max_calls=1)(_grid_task).options(num_cpus=threads)
         slots = max(1, int(cluster.ray.cluster_resources().get("CPU", 1) // threads))
-        first, rest = list(points[:grid.POINTS_PER_PASS]), list(points[grid.POINTS_PER_PASS:])
+        first, rest = list(points[:POINTS_PER_PASS]), list(points[POINTS_PER_PASS:])
         size = -(-len(rest) // slots) if rest else 1
         chunks = [first] + [rest[i:i + size] for i in range(0, len(rest), size)]
         found = [cluster.ray.get(task.remote(model_run, first, root, options, threads))]

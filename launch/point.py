@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from absl import logging
 
-from evaluation.evaluate import EvalOptions
+from evaluation.options import EvalOptions
 from hvae_repr import cli, io_utils, preemption
 from hvae_repr.cli import nested, setting
 from hvae_repr.config import TrainConfig
@@ -51,14 +51,14 @@ def set_aside_damaged(run, log=print):
 
 def run_point(command, verbose=True):
     """Trains and evaluates the point's run; returns an exit status (see the module docstring)."""
-    from evaluation import evaluate as ev
-    from hvae_repr import trainer
     run = RunDir(command.train.workdir)
     try:
         with run.lock():
             set_aside_damaged(run)
             if is_finished(run, command.evaluate):
                 return EXIT_FINISHED
+            from evaluation import evaluate as ev  # TensorFlow: loaded only when there is work to do
+            from hvae_repr import trainer
             trainer.Trainer(command.train, verbose=verbose).run()
             if command.evaluate and not run.is_evaluated:
                 ev.write_result(run.path, ev.evaluate(run.path, command.eval, verbose=verbose))

@@ -25,7 +25,7 @@ import time
 from typing import ClassVar
 
 
-from evaluation.evaluate import EvalOptions
+from evaluation.options import EvalOptions
 from hvae_repr import cli, io_utils, preemption, progress, warm_start
 from hvae_repr.cli import nested, setting
 from hvae_repr.config import TrainConfig
@@ -205,7 +205,6 @@ def conditional_sweep(command, jobs, log=say):
     spread over the cluster (engines.evaluate_grid_ray), or with --refine_epochs runs the points'
     refinements (`jobs`, warm-started from it) like a sweep of separate models; returns {status: [job, ...]}
     of the points like `sweep` (the model's job listed as failed if its training failed), and "seconds"."""
-    from evaluation import grid as conditional_grid
     model = model_job(command)
     log(f"{len(jobs)} points of one beta-conditional model ({model.workdir})")
     started = time.time()
@@ -227,10 +226,16 @@ def conditional_sweep(command, jobs, log=say):
             outcome["seconds"]["per_refined_point"] = outcome["seconds"]["refined_points"] * command.workers / done
         log("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in outcome["seconds"].items()))
         return outcome
+    if all(RunDir(job.workdir).is_evaluated for job in jobs):  # nothing to evaluate: no TensorFlow to load
+        outcome["skipped"] = list(jobs)
+        return outcome
     betas = [job.betas for job in jobs]
-    found = (engines.evaluate_grid_ray(model.workdir, betas, command.root, command.eval, command.ray_address,
-                                       command.train.threads or 1, log) if ray  # one chunk per --threads CPUs
-             else conditional_grid.evaluate_grid(model.workdir, betas, command.root, command.eval, log))
+    if ray:  # one chunk per --threads CPUs of the cluster
+        found = engines.evaluate_grid_ray(model.workdir, betas, command.root, command.eval, command.ray_address,
+                                          command.train.threads or 1, log)
+    else:
+        from evaluation import grid as conditional_grid  # TensorFlow: loaded only to evaluate in this process
+        found = conditional_grid.evaluate_grid(model.workdir, betas, command.root, command.eval, log)
     outcome["seconds"].update({f"grid_{k}": v for k, v in found["seconds"].items()})
     log("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in outcome["seconds"].items()))
     for job in jobs:

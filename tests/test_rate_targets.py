@@ -6,7 +6,7 @@ from scipy import optimize
 
 from conftest import train_config
 from evaluation import bounds
-from hvae_repr import rate_targets
+from hvae_repr import rate_controller, rate_targets
 
 # A linear Gaussian "VAE" per layer: a source with per-dimension variances s_i^2 coded with Gaussian noise and
 # decoded with a Gaussian likelihood of variance SIGMA2. Minimizing E[D] + beta R gives reverse water-filling,
@@ -35,7 +35,7 @@ def drive(controller, steps, noise=0.05, seed=0):
 
 def test_dual_ascent_finds_the_betas_of_the_targets():
     targets = [6.0, 0.8]  # a 6-nat z1 and a sub-nat z2
-    controller = drive(rate_targets.RateTargets(targets, (1.0, 1.0), (0.01, 100.0), step=0.02, decay=0.98), 1500)
+    controller = drive(rate_controller.RateTargets(targets, (1.0, 1.0), (0.01, 100.0), step=0.02, decay=0.98), 1500)
     for beta, target, variances in zip(controller.betas(), targets, VARIANCES):
         assert beta == pytest.approx(beta_for(target, variances), rel=0.03)
         assert optimal_rate(beta, variances) == pytest.approx(target, abs=rate_targets.tolerance(target))
@@ -43,7 +43,7 @@ def test_dual_ascent_finds_the_betas_of_the_targets():
 
 
 def test_a_fixed_layer_keeps_its_beta_and_averages_start_at_the_first_batch():
-    controller = rate_targets.RateTargets([None, 1.0], (2.0, 1.0), (0.1, 10.0), step=0.01, decay=0.99)
+    controller = rate_controller.RateTargets([None, 1.0], (2.0, 1.0), (0.1, 10.0), step=0.01, decay=0.99)
     controller.update([5.0, 3.0])
     np.testing.assert_allclose(controller.rate_averages.numpy(), [5.0, 3.0])
     assert controller.betas()[0] == pytest.approx(2.0)
@@ -55,7 +55,7 @@ def test_a_fixed_layer_keeps_its_beta_and_averages_start_at_the_first_batch():
 
 def test_an_unreachable_target_pins_its_beta_and_is_reported():
     # z1 cannot reach 60 nats even at beta = 0.1 (its rate there is ~17); z2's 3 is reachable.
-    controller = drive(rate_targets.RateTargets([60.0, 3.0], (1.0, 1.0), (0.1, 10.0), step=0.02, decay=0.98),
+    controller = drive(rate_controller.RateTargets([60.0, 3.0], (1.0, 1.0), (0.1, 10.0), step=0.02, decay=0.98),
                        1000)
     rates = {f"z{l + 1}": {"mean": optimal_rate(b, v)} for l, (b, v) in enumerate(zip(controller.betas(), VARIANCES))}
     report = controller.report(rates, total_steps=1000)
@@ -70,7 +70,7 @@ def test_an_unreachable_target_pins_its_beta_and_is_reported():
 
 def test_a_target_missed_inside_the_beta_range_says_why():
     targets = [6.0, 0.8]
-    controller = drive(rate_targets.RateTargets(targets, (1.0, 1.0), (0.01, 100.0), step=0.02, decay=0.98), 1500)
+    controller = drive(rate_controller.RateTargets(targets, (1.0, 1.0), (0.01, 100.0), step=0.02, decay=0.98), 1500)
     # The training average met z1's target, but the test set's rate is 1 nat higher (a train/test gap).
     report = controller.report({"z1": {"mean": 7.0}, "z2": {"mean": 0.8}}, total_steps=1500)
     assert not report["all_reached"] and not report["unreachable"] and len(report["missed"]) == 1
@@ -81,7 +81,7 @@ def test_a_target_missed_inside_the_beta_range_says_why():
     assert result["target_rates_warning"] == report["missed"][0]
     assert f"warning: {report['missed'][0]}" in rate_targets.format_lines(result)
     # Ten steps from the start: the average is still far from the target.
-    early = drive(rate_targets.RateTargets(targets, (1.0, 1.0), (0.01, 100.0), step=0.02, decay=0.98), 10)
+    early = drive(rate_controller.RateTargets(targets, (1.0, 1.0), (0.01, 100.0), step=0.02, decay=0.98), 10)
     (line,) = early.report({"z1": {"mean": 20.0}, "z2": {"mean": 0.8}}, total_steps=1500)["missed"]
     assert line.endswith("train longer or raise --target_dual_step")
 
