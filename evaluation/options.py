@@ -15,8 +15,8 @@ class EvalOptions:
                                "--betas); a model trained at fixed betas is evaluated at those.", item=float)
     seed: int = setting(-1, "Seed of posterior and prior samples (-1 = the run's training seed, so that the "
                             "rates equal train_result.json's).")
-    batch_size: int = setting(DEFAULT_BATCH_SIZE, "Examples per model call (the rates' samples depend "
-                                                          "on it, like the seed).")
+    batch_size: int = setting(DEFAULT_BATCH_SIZE, "Examples per model call (the rates' samples depend on it, "
+                                                  "like the seed).")
     max_test: int = setting(0, "Evaluate only the first N test examples (0 = all).")
     iw_samples: int = setting(0, "Samples per example of the importance-weighted log-likelihood bound (0 = off).")
     layers: str = setting("all", "Layers that get probes and mutual information: all (and all side by side), or "

@@ -20,7 +20,7 @@ import shlex
 import numpy as np
 
 import hvae_repr  # noqa: F401  (sets TF environment variables before TF loads)
-from hvae_repr import cli, io_utils, passes, rate_targets
+from hvae_repr import batching, cli, io_utils, passes, rate_targets
 from hvae_repr.cli import setting
 from hvae_repr.runs import RunDir
 
@@ -37,7 +37,7 @@ class TargetCommand:
                                 "reported on the whole test set.")
     iterations: int = setting(8, "Newton iterations on the subset (the whole set gets up to 3 more).")
     seed: int = setting(-1, "Seed of the posterior samples (-1 = the run's training seed, as in evaluate).")
-    batch_size: int = setting(passes.DEFAULT_BATCH_SIZE, "Examples per model call.")
+    batch_size: int = setting(batching.DEFAULT_BATCH_SIZE, "Examples per model call.")
     out: str = setting("", "Also write the result as JSON to this file.")
 
 

@@ -40,16 +40,13 @@ def training_betas(batch, num_layers, beta_range, seed, fixed=None):
     return sample_betas(batch, num_layers, beta_range, seed)
 
 
-# Where FiLM acts on a hidden layer (ModelConfig.film_placement): hvae_repr.choices.FILM_PLACEMENTS.
-PLACEMENTS = tuple(choices.FILM_PLACEMENTS)
-
-
 class Sites:
     """The FiLM sites of one model: each hidden layer registers its channel count and gets an index."""
 
     def __init__(self, placement="after_activation"):
-        if placement not in PLACEMENTS:
-            raise ValueError(f"unknown FiLM placement {placement!r}; use one of {', '.join(PLACEMENTS)}")
+        if placement not in choices.FILM_PLACEMENTS:  # ModelConfig.film_placement
+            raise ValueError(f"unknown FiLM placement {placement!r}; use one of "
+                             f"{', '.join(choices.FILM_PLACEMENTS)}")
         self.placement = placement
         self.channels = []
 

@@ -14,7 +14,6 @@ from hvae_repr.tf_env import tf
 
 import tensorflow_probability as tfp
 
-DEFAULT_BATCH_SIZE = batching.DEFAULT_BATCH_SIZE
 _FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {key: its tf.function}
 
 
@@ -75,7 +74,7 @@ def _batch_function(model, views):
     return one_point
 
 
-def dataset_pass(model, x, seed, batch_size=DEFAULT_BATCH_SIZE, views=True, betas=None):
+def dataset_pass(model, x, seed, batch_size=batching.DEFAULT_BATCH_SIZE, views=True, betas=None):
     """Runs `model` over `x` in batches with one posterior sample per example (seeded per batch).
 
     views: also the posterior means, parameters and samples of every layer and the reconstructions.
@@ -84,7 +83,7 @@ def dataset_pass(model, x, seed, batch_size=DEFAULT_BATCH_SIZE, views=True, beta
     return dataset_passes(model, x, seed, [betas], batch_size, views)[0]
 
 
-def dataset_passes(model, x, seed, betas_points, batch_size=DEFAULT_BATCH_SIZE, views=True):
+def dataset_passes(model, x, seed, betas_points, batch_size=batching.DEFAULT_BATCH_SIZE, views=True):
     """dataset_pass at several beta points of a conditional model in one pass over x (a list of PassArrays)."""
     one_point = cached_function(model, ("dataset_pass", views), lambda: _batch_function(model, views))
     points = [tf.constant(b if b is not None else (1.0,) * model.num_layers, tf.float32) for b in betas_points]
@@ -144,7 +143,7 @@ def check_finite(arrays, where):
                          f"evaluated: retrain it, e.g. with a lower --learning_rate")
 
 
-def rate_summary(arrays, seed, batch_size=DEFAULT_BATCH_SIZE):
+def rate_summary(arrays, seed, batch_size=batching.DEFAULT_BATCH_SIZE):
     """Mean (with standard error over examples) of each layer's rate, the total rate, distortion and
     negative ELBO, in nats and bits, and each layer's active units. When a term is NaN or infinite on some
     example, "non_finite" counts those examples per term and "warning" says so (the means are then not

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import crash_after_epoch, train_config
-from hvae_repr import conditioning, objective, passes
+from hvae_repr import choices, conditioning, objective, passes
 from hvae_repr.runs import RunDir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,7 +63,7 @@ def test_film_before_the_activation_modulates_the_pre_activation_and_then_applie
     x = tf.constant([[1.0, -2.0], [0.5, 3.0]])
     params = [tf.constant([[1.0, -0.5, 0.0, -2.0, 1.0, 0.5], [0.0, 0.0, -1.0, 0.0, 0.0, 0.0]])]
     outputs = {}
-    for placement in conditioning.PLACEMENTS:
+    for placement in choices.FILM_PLACEMENTS:
         dense = keras.layers.Dense(3, activation="relu", kernel_initializer="ones", bias_initializer="zeros")
         outputs[placement] = conditioning.Modulated(dense, conditioning.Sites(placement))(x, params).numpy()
     gamma, delta = params[0].numpy()[:, :3], params[0].numpy()[:, 3:]
