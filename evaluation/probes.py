@@ -27,28 +27,31 @@ unit-scale prior (other encoders, pixels), or to ask what the best-tuned linear
 read-out of every dimension, however faint, can reach.
 """
 import dataclasses
+import importlib
 import time
 import warnings
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
-from joblib import Parallel, delayed
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from sklearn.model_selection import train_test_split
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC, LinearSVC
 
+# scikit-learn is imported where a probe runs, not here: the sweep launcher reads PROTOCOLS and PROBES
+# (evaluation.options) without it (1-2 s per process).
 PROBES = ("logistic_regression", "linear_svm", "rbf_svm", "knn5")
 
 
 @dataclasses.dataclass(frozen=True)
 class Probe:
-    make: Callable                   # seed -> an unfitted scikit-learn classifier
+    estimator: str                   # a scikit-learn classifier as "module.Class" under sklearn
+    params: dict = dataclasses.field(default_factory=dict)
+    seeded: bool = False             # random_state = the split's seed
     train_cap: Optional[int] = None  # at most this many training points (a stratified subsample)
     num_splits: int = 1              # splits from seeds seed..seed+num_splits-1, accuracies averaged
+
+    def make(self, seed):
+        """An unfitted classifier for the split with this seed."""
+        module, name = self.estimator.rsplit(".", 1)
+        make = getattr(importlib.import_module(f"sklearn.{module}"), name)
+        return make(**self.params, **({"random_state": seed} if self.seeded else {}))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,22 +67,22 @@ PROTOCOLS = {
         description="the paper's: features as given, no scaling, scikit-learn default classifiers, 80/20 split, "
                     "logistic regression averaged over 5 splits",
         standardize=False, test_fraction=0.2,
-        probes={"logistic_regression": Probe(lambda seed: LogisticRegression(), num_splits=5),
-                "linear_svm": Probe(lambda seed: LinearSVC(random_state=seed)),
-                "rbf_svm": Probe(lambda seed: SVC(random_state=seed)),
-                "knn5": Probe(lambda seed: KNeighborsClassifier(n_neighbors=5))}),
+        probes={"logistic_regression": Probe("linear_model.LogisticRegression", num_splits=5),
+                "linear_svm": Probe("svm.LinearSVC", seeded=True),
+                "rbf_svm": Probe("svm.SVC", seeded=True),
+                "knn5": Probe("neighbors.KNeighborsClassifier", dict(n_neighbors=5))}),
     "standardized": Protocol(
         description="StandardScaler, then L2 logistic regression with C by 3-fold CV, linear SVM, RBF SVM on at "
                     "most 5,000 training points, 5-NN; one 75/25 split",
         standardize=True, test_fraction=0.25,
-        probes={"logistic_regression": Probe(lambda seed: LogisticRegressionCV(
+        probes={"logistic_regression": Probe("linear_model.LogisticRegressionCV", dict(
                     Cs=tuple(float(c) for c in np.logspace(-4, 2, 7)), cv=3, max_iter=300, tol=1e-3,
                     l1_ratios=(0.0,), scoring="accuracy", use_legacy_attributes=False)),
-                "linear_svm": Probe(lambda seed: LinearSVC(C=1.0, dual=False, max_iter=2000, random_state=seed)),
+                "linear_svm": Probe("svm.LinearSVC", dict(C=1.0, dual=False, max_iter=2000), seeded=True),
                 # The RBF SVM is cubic-ish in its training size; the cap keeps 10k points fast.
-                "rbf_svm": Probe(lambda seed: SVC(C=1.0, kernel="rbf", gamma="scale", random_state=seed),
+                "rbf_svm": Probe("svm.SVC", dict(C=1.0, kernel="rbf", gamma="scale"), seeded=True,
                                  train_cap=5000),
-                "knn5": Probe(lambda seed: KNeighborsClassifier(n_neighbors=5))}),
+                "knn5": Probe("neighbors.KNeighborsClassifier", dict(n_neighbors=5))}),
 }
 DEFAULT_PROTOCOL = "paper"
 
@@ -102,6 +105,7 @@ def _check(representation, labels, protocol):
 
 def split_indices(labels, test_fraction=0.25, seed=0):
     """Stratified train/test indices that depend only on `labels` and `seed`."""
+    from sklearn.model_selection import train_test_split
     y = np.asarray(labels)
     train, test = train_test_split(
         np.arange(len(y)), test_size=test_fraction, stratify=y, random_state=seed)
@@ -111,6 +115,7 @@ def split_indices(labels, test_fraction=0.25, seed=0):
 def _cap(train_idx, labels, cap, seed):
     if cap is None or len(train_idx) <= cap:
         return train_idx
+    from sklearn.model_selection import train_test_split
     kept, _ = train_test_split(
         train_idx, train_size=cap, stratify=labels[train_idx], random_state=seed)
     return np.sort(kept)
@@ -123,6 +128,9 @@ def _json_params(estimator):
 
 def _fit_predict(protocol, probe, z, y, fit_idx, test_idx, seed):
     """(predictions on test_idx, ConvergenceWarnings counted, fitted classifier or None)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
     if len(np.unique(y[fit_idx])) < 2:  # one class to learn from: predict it
         return np.full(len(test_idx), y[fit_idx][0]), 0, None
     classifier = probe.make(seed)
@@ -202,6 +210,7 @@ def evaluate_probe_sets(representations, labels, probes=PROBES, test_fraction=No
     if n_jobs == 1:
         outputs = [evaluate_probes(*a) for a in args]
     else:
+        from joblib import Parallel, delayed
         outputs = Parallel(n_jobs=n_jobs)(delayed(evaluate_probes)(*a) for a in args)
     results = {key: {} for key in representations}
     for (key, name), out in zip(tasks, outputs):

@@ -57,10 +57,11 @@ def run_point(command, verbose=True):
             set_aside_damaged(run)
             if is_finished(run, command.evaluate):
                 return EXIT_FINISHED
-            from evaluation import evaluate as ev  # TensorFlow: loaded only when there is work to do
-            from hvae_repr import trainer
+            run.check_can_train(command.train)  # a folder that is not this run's fails before TensorFlow loads
+            from hvae_repr import trainer  # TensorFlow: loaded only when there is work to do
             trainer.Trainer(command.train, verbose=verbose).run()
             if command.evaluate and not run.is_evaluated:
+                from evaluation import evaluate as ev
                 ev.write_result(run.path, ev.evaluate(run.path, command.eval, verbose=verbose))
             if os.path.exists(run.file(run.ERROR)):
                 os.remove(run.file(run.ERROR))
