@@ -11,7 +11,7 @@ threads) can meet that target. Measured with each framework's profiler over `rou
   run one at a time and their times add up to the time they take of the step (with the default two
   inter-op threads kernels overlap and their sum exceeds the step).
 
-    python -m benchmarks.kernels --case=mnist_conv   (the TensorFlow part alone; prints JSON)
+    python -m benchmarks.kernels --cases=mnist_conv,colour_conv   (the TensorFlow part alone; prints JSON)
 """
 import hvae_repr  # noqa: F401  (must come before TensorFlow: it sets TF_ENABLE_ONEDNN_OPTS)
 
@@ -30,10 +30,11 @@ from benchmarks import CASES
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def tf_conv_kernels(case, batch_size, rounds, threads):
-    """{"conv_ms", "profiled_step_ms", "by_op_ms"} per step of this project's TF step (child process)."""
-    command = [sys.executable, "-m", "benchmarks.kernels", f"--case={case.name}", f"--batch_size={batch_size}",
-               f"--rounds={rounds}", f"--threads={threads}"]
+def tf_conv_kernels(cases, batch_size, rounds, threads):
+    """{case name: {"conv_ms", "profiled_step_ms", "by_op_ms"}} per step of this project's TF step, every
+    case in one child process (one TensorFlow start-up), one case after the other."""
+    command = [sys.executable, "-m", "benchmarks.kernels", f"--cases={','.join(c.name for c in cases)}",
+               f"--batch_size={batch_size}", f"--rounds={rounds}", f"--threads={threads}"]
     done = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True)
     if done.returncode:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -56,7 +57,7 @@ def torch_conv_kernels(step, rounds):
 def _profile_tf_step(case, batch_size, rounds, threads):
     """The TF side, run in the child process: inter-op threads 1, intra-op `threads`."""
     from benchmarks import tf_steps
-    from benchmarks.run import make_batch
+    from benchmarks.steps import make_batch
     from hvae_repr.tf_env import tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -92,35 +93,34 @@ def _profile_tf_step(case, batch_size, rounds, threads):
 def kernels_section(context):
     """Per conv case: each framework's convolution kernels per step, the PyTorch peer's median step, and
     the time the target leaves for the whole TF step."""
-    from benchmarks import run, timing
+    from benchmarks import steps as shared, timing
     args = context["args"]
     if context["peer"] is None:
         return {"status": "skipped: the PyTorch peer is not installed (pip install -e \".[bench]\")",
                 "issue": "issue 11, targets"}
     out = {"rounds": args.rounds, "cases": {}}
-    for name in args.cases:
-        case = CASES[name]
-        if case.architecture != "conv":
-            continue
-        _, steps = run.build_steps(case, context)
+    cases = [CASES[name] for name in args.cases if CASES[name].architecture == "conv"]
+    tf_sides = tf_conv_kernels(cases, args.batch_size, args.rounds, args.threads) if cases else {}
+    for case in cases:
+        _, steps = shared.build_steps(case, context)
         torch_step = steps["torch"].run
         with timing.OtherLoad() as load:  # the TF child below would count as another process: kept outside
             torch_side = torch_conv_kernels(torch_step, args.rounds)
             torch_median = timing.summarize(timing.time_alternating({"torch": torch_step}, args.rounds, 1)["torch"],
                                             args.batch_size)["median_ms"]
-        tf_side = tf_conv_kernels(case, args.batch_size, args.rounds, args.threads)
+        tf_side = tf_sides[case.name]
         entry = {"title": case.title, "tensorflow": tf_side, "torch": torch_side, "torch_median_ms": torch_median,
-                 "target_ratio": case.target_ratio or None, **run.contention(load)}
+                 "target_ratio": case.target_ratio or None, **shared.contention(load)}
         if case.target_ratio:
             entry["target_step_ms"] = case.target_ratio * torch_median
             entry["tf_conv_kernels_over_target_step"] = tf_side["conv_ms"] / entry["target_step_ms"]
-        out["cases"][name] = entry
+        out["cases"][case.name] = entry
     return out
 
 
 def report_tables(results):
     """[(title, headers, rows)] of section 7 (when it ran)."""
-    from benchmarks.run import _cores
+    from benchmarks.steps import format_cores
     section = results.get("kernels")
     if not section or "cases" not in section:
         return []
@@ -132,7 +132,7 @@ def report_tables(results):
                      f"{e['torch_median_ms']:.1f}",
                      f"{target:.1f} ({e['target_ratio']} x torch median)" if target else "-",
                      f"{e['tf_conv_kernels_over_target_step']:.2f}" if target else "-",
-                     _cores(e["other_processes_cpu_cores"])])
+                     format_cores(e["other_processes_cpu_cores"])])
     return [(f"Convolution kernels per training step, ms (profilers, {section['rounds']} steps; TF with one "
              "inter-op thread so that its kernels run one at a time): a TF step cannot be shorter than its "
              "convolution kernels, so a ratio above 1 in the last column means the target needs faster "
@@ -144,12 +144,17 @@ def report_tables(results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.kernels", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--case", required=True, choices=sorted(CASES))
+    parser.add_argument("--cases", required=True, help=f"comma-separated cases, of {', '.join(sorted(CASES))}")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args(argv)
-    print(json.dumps(_profile_tf_step(CASES[args.case], args.batch_size, args.rounds, args.threads)))
+    names = args.cases.split(",")
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        parser.error(f"unknown case {', '.join(unknown)}: choose from {', '.join(sorted(CASES))}")
+    print(json.dumps({name: _profile_tf_step(CASES[name], args.batch_size, args.rounds, args.threads)
+                      for name in names}))
 
 
 if __name__ == "__main__":

@@ -35,19 +35,15 @@ import time
 import numpy as np
 
 from benchmarks import CASES, flops, kernels, sections, tf_steps, timing
+from benchmarks.steps import CONDITIONAL, CONTENDED_CORES, CONTENDED_WARNING, build_steps, contention, format_cores
 
 FRAMEWORKS = ("tensorflow", "torch")
-CONDITIONAL = "tensorflow_conditional"  # the TF step of the same model made beta-conditional
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_RESULTS_DIR = os.path.join(REPOSITORY, "benchmarks", "results")
 DEFAULT_DOCS = os.path.join(REPOSITORY, "docs", "benchmarks.md")
 QUICK = dict(batch_size=16, rounds=2, warmup=1, matmul_size=256, matmul_rounds=2)
 FULL = dict(batch_size=256, rounds=50, warmup=5, matmul_size=2048, matmul_rounds=10)
 LOSS_SCALE_TOLERANCE = 0.3  # see zero_output_distortion
-CONTENDED_CORES = 0.1  # other processes' CPU use during a timing above which its result is flagged
-CONTENDED_WARNING = ("other processes used the CPU during this timing: PyTorch's OpenMP threads slow down far "
-                     "more than TensorFlow's under contention (see benchmarks/timing.py), so the TF/torch ratio "
-                     "is not trustworthy; rerun on an idle machine")
 
 
 def parse_args(argv):
@@ -113,12 +109,6 @@ def set_threads(threads, peer):
     return in_force
 
 
-def make_batch(case, batch_size, seed=0):
-    """A fixed input batch [B, H, W, C]: random bits (Bernoulli cases) or uniform values in [0, 1]."""
-    x = np.random.default_rng(seed).random((batch_size,) + case.input_shape, dtype=np.float32)
-    return x.round() if case.likelihood == "bernoulli" else x
-
-
 def zero_output_distortion(case, x):
     """Mean distortion (nats) of a decoder that outputs 0 (logit 0, or mean 0) on the batch x.
 
@@ -138,18 +128,6 @@ def zero_output_distortion(case, x):
 
 def loss_scale_agrees(initial_loss, zero_output_distortion_nats):
     return abs(initial_loss / zero_output_distortion_nats - 1) <= LOSS_SCALE_TOLERANCE
-
-
-def build_steps(case, context):
-    """The TensorFlow step and, when PyTorch is there, the peer's step, on one shared batch (cached)."""
-    if case.name not in context["steps"]:
-        x = make_batch(case, context["args"].batch_size)
-        steps = {"tensorflow": tf_steps.make_train_step(case, x, threads=context["args"].threads),
-                 CONDITIONAL: tf_steps.make_train_step(case, x, threads=context["args"].threads, conditional=True)}
-        if context["peer"] is not None:
-            steps["torch"] = context["peer"].make_train_step(case, x)
-        context["steps"][case.name] = (x, steps)
-    return context["steps"][case.name]
 
 
 # ------------------------------------------------------------------------- section 1
@@ -243,15 +221,6 @@ def flop_cross_check(case, context):
     return check
 
 
-def contention(load):
-    """Other processes' CPU use during a timing, and the flag that says its result cannot be trusted."""
-    flag = {"other_processes_cpu_cores": load.cores,
-            "contended": load.cores is not None and load.cores > CONTENDED_CORES}
-    if flag["contended"]:
-        flag["warning"] = CONTENDED_WARNING
-    return flag
-
-
 SECTIONS = {"step": step_section, "flops": flops_section, **sections.SECTIONS, "kernels": kernels.kernels_section}
 
 
@@ -273,7 +242,7 @@ def report_tables(results):
                          f"{torch['median_ms']:.1f}" if torch else "skipped",
                          f"{torch['examples_per_s_median']:.0f}" if torch else "skipped",
                          f"{ratio:.2f}" if ratio is not None else "-",
-                         _target(entry), _cores(entry["other_processes_cpu_cores"])])
+                         _target(entry), format_cores(entry["other_processes_cpu_cores"])])
         tables.append((f"Training step, batch {step['batch_size']}: ms per step, min and median of {step['rounds']} "
                        f"alternating rounds after {step['warmup_steps']} warm-up steps",
                        ["case", "parameters (TF / torch)", "initial loss, nats (TF / torch / zero output)",
@@ -299,14 +268,10 @@ def report_tables(results):
         n = next(iter(peak.values()))["n"]
         tables.append((f"Achieved GFLOP/s at the median step (% of the same framework's matmul peak); "
                        f"peak = float32 {n}x{n} matmul, best of its runs: {peaks} GFLOP/s "
-                       f"(others' CPU {_cores(fl['matmul_peak_load']['other_processes_cpu_cores'])} cores)",
+                       f"(others' CPU {format_cores(fl['matmul_peak_load']['other_processes_cpu_cores'])} cores)",
                        ["case", "GFLOP per step", "TF GFLOP/s", "torch GFLOP/s"], rows))
     tables += sections.report_tables(results["sections"]) + kernels.report_tables(results["sections"])
     return tables
-
-
-def _cores(value):
-    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _count(parameters):

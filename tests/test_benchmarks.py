@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from benchmarks import CASES, flops, run, tf_steps, timing
+from benchmarks import CASES, flops, run, steps, tf_steps, timing
 
 PAPER_COUNTS = {"mnist_conv": 122_713, "colour_conv": 475_811}
 
@@ -40,7 +40,7 @@ def test_peer_parameter_counts_are_the_papers_and_the_projects():
     pytest.importorskip("torch")
     from benchmarks import torch_peer
     for name, case in CASES.items():
-        x = run.make_batch(case, 2)
+        x = steps.make_batch(case, 2)
         torch_count = torch_peer.make_train_step(case, x).num_parameters
         tf_count = tf_steps.make_train_step(case, x).num_parameters
         assert torch_count == tf_count, name
@@ -56,7 +56,7 @@ def test_analytic_flops_equal_pytorchs_count_of_the_real_step():
     batch = 3
     for name, case in CASES.items():
         layers = flops.case_layers(case)
-        x = run.make_batch(case, batch)
+        x = steps.make_batch(case, batch)
         step = torch_peer.make_train_step(case, x)
         assert flops.torch_counted_flops(step.run) == flops.train_step_flops(layers, batch), name
         model = torch_peer.build_model(case)
@@ -93,15 +93,15 @@ def test_loss_scale_check_separates_initializations_from_unit_mistakes():
 
 def test_alternating_timer_warms_up_then_takes_turns():
     calls = []
-    steps = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
-    samples = timing.time_alternating(steps, rounds=3, warmup=2)
+    functions = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    samples = timing.time_alternating(functions, rounds=3, warmup=2)
     assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
     assert [len(s) for s in samples.values()] == [3, 3]
     summary = timing.summarize([0.004, 0.002, 0.010], examples_per_call=8)
     assert summary["min_ms"] == pytest.approx(2.0) and summary["median_ms"] == pytest.approx(4.0)
     assert summary["examples_per_s_median"] == pytest.approx(2000.0)
     with pytest.raises(ValueError, match="rounds"):
-        timing.time_alternating(steps, rounds=0)
+        timing.time_alternating(functions, rounds=0)
 
 
 def test_other_processes_cpu_use_is_measured():
@@ -144,7 +144,7 @@ def test_smoke_run_writes_every_case_section_and_the_page(smoke):
         assert conditional["parameters"] > entry["parameters"]["tensorflow"] and conditional["calls_timed"] == 2
         assert entry["conditional_over_unconditional_median"] == pytest.approx(
             conditional["median_ms"] / entry["timing"]["tensorflow"]["median_ms"])
-        assert entry["contended"] == (entry["other_processes_cpu_cores"] > run.CONTENDED_CORES)
+        assert entry["contended"] == (entry["other_processes_cpu_cores"] > steps.CONTENDED_CORES)
         assert ("warning" in entry) == entry["contended"]
         if "torch" in frameworks:
             assert entry["parameters"]["torch"] == entry["parameters"]["tensorflow"]

@@ -199,9 +199,9 @@ def test_a_conditional_sweep_evaluates_its_grid_in_chunks_on_both_nodes(cluster,
     root = tmp_path / "sweep"
     argv = [a for a in TINY if a != "--noevaluate"] + [
         "--betas_1=0.5,1,2", "--betas_2=0.5,2", "--conditional", "--epochs=2",
-        f"--eval_classifier_dir={tmp_path / 'classifiers'}", "--eval_num_generated=100", "--eval_classifier_epochs=1",
-        "--eval_classifier_min_steps=20", "--eval_probe_names=logistic_regression", "--eval_probe_jobs=1",
-        "--eval_layers=top"]
+        f"--eval_classifier_dir={tmp_path / 'classifiers'}", "--eval_num_generated=100", "--eval_generative_draws=200",
+        "--eval_classifier_epochs=1", "--eval_classifier_min_steps=20", "--eval_probe_names=logistic_regression",
+        "--eval_probe_jobs=1", "--eval_layers=top"]
     proc = subprocess.run([sys.executable, "-m", "launch.sweep", f"--root={root}", *argv, "--engine=ray",
                            f"--ray_address={cluster.address}"], cwd=REPO, capture_output=True, text=True,
                           timeout=900, env=cluster.env)
