@@ -120,6 +120,10 @@ class TrainConfig:
                                                  "and always after the last one).")
     images_every_epochs: int = setting(5, "Write reconstructions of test images and prior samples to TensorBoard "
                                           "every this many epochs, and after the last (0 = never).")
+    export: bool = setting(True, "Write RUN/export/, the SavedModel of the encoder and decoder that "
+                                 "hvae_repr.features reads, when training ends (--noexport leaves it out, e.g. "
+                                 "for a grid nobody extracts features from; python -m hvae_repr.export "
+                                 "--workdir=RUN writes it later).")
     threads: int = setting(0, "CPU threads for TensorFlow (0 = its default).")
     log_every: int = setting(0, "Print a compact line every this many epochs, and after the first and the last "
                                 "(0 = about 20 lines per run); metrics.jsonl gets every epoch, a terminal a live "
@@ -259,4 +263,4 @@ MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
 # per-example means over the same global batch; only the order of the reductions and each replica's
 # sampling noise differ (hvae_repr.distribution), as a different thread count changes summation order.
 RESUMABLE_DIFFERENCES = ("data_dir", "threads", "checkpoint_every_secs", "images_every_epochs", "max_bad_steps",
-                         "log_every", "strategy", "cpu_replicas", "test_every_epochs")
+                         "log_every", "strategy", "cpu_replicas", "test_every_epochs", "export")

@@ -281,8 +281,9 @@ class Trainer:
         if cfg.init_from:
             result["init_from"] = warm_start.record(cfg)
         # Export before the result file: a failed export leaves the run unfinished, so rerunning redoes it.
-        from hvae_repr import export
-        export.export_model(model, run, cfg)
+        if cfg.export:
+            from hvae_repr import export
+            export.export_model(model, run, cfg)
         with io_utils.reported_write(run.file(run.TRAIN_RESULT), "the checkpoints and export/ are intact; free "
                                                                  "space, then rerun the same command"):
             io_utils.write_json_atomic(run.file(run.TRAIN_RESULT), result)

@@ -45,8 +45,8 @@ print("RESULT " + json.dumps(out))
 # sums over both) train under the strategy with the loss of one device.
 OTHER_CASES = {"conv_conditional_logistic_mixture": dict(architecture="conv", channels=4, latent_dims=(64, 8),
                                                          conditional_betas=True, balance_betas=True,
-                                                         likelihood="discretized_logistic_mixture"),
-               "gaussian_learned_sigma": dict(dataset="digits", likelihood="gaussian_learned_sigma")}
+                                                         likelihood="discretized_logistic_mixture", export=False),
+               "gaussian_learned_sigma": dict(dataset="digits", likelihood="gaussian_learned_sigma", export=False)}
 WORKER = """
 import json, sys
 from hvae_repr import cli

@@ -340,7 +340,7 @@ def test_a_sigterm_stops_a_sweep_its_running_point_checkpoints_and_a_rerun_finis
     root = tmp_path / "sweep"
     argv = ["sweep", f"--root={root}", "--betas_1=0.5", "--betas_2=1", "--noevaluate", "--dataset=digits",
             "--latent_dims=4,2", "--hidden_units=16", "--batch_size=128", "--epochs=8",
-            "--checkpoint_every_secs=1000"]
+            "--checkpoint_every_secs=1000", "--noexport"]
 
     def sigterm_once_a_point_has_trained_an_epoch():
         deadline = time.time() + 300

@@ -13,7 +13,7 @@ from hvae_repr.runs import RunDir
 
 # batch 16: about 90 steps per epoch; the warm-up (4 epochs) lets the model learn before the betas adapt.
 TARGETED = dict(dataset="digits", latent_dims=(8, 4), hidden_units=64, epochs=12, batch_size=16, learning_rate=3e-3,
-                kl_warmup_epochs=4, target_dual_step=0.01, checkpoint_every_secs=0, seed=0)
+                kl_warmup_epochs=4, target_dual_step=0.01, checkpoint_every_secs=0, seed=0, export=False)
 POINTS = {"both": dict(betas=(0.3, 0.3), target_rates=("4", "1.5")),     # both layers adapted
           "z2_only": dict(betas=(3.0, 0.3), target_rates=("-", "1.5"))}  # z2 holds 1.5 nats, z1 nearly empty
 
@@ -100,7 +100,7 @@ def test_a_target_rate_sweep_plans_one_run_per_point_and_the_page_tabulates_it(t
     from launch import point, sweep
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     tiny = ["--dataset=digits", "--latent_dims=8,4", "--hidden_units=32", "--batch_size=64", "--epochs=2",
-            "--checkpoint_every_secs=0", "--noevaluate"]
+            "--checkpoint_every_secs=0", "--noevaluate", "--noexport"]
     root, fixed = tmp_path / "targets", tmp_path / "fixed"
     flag_values = flags.FlagValues()
     sweep.define(flag_values)

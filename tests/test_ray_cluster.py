@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow  # a cluster's start-up and a process per point: m
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 TINY = ["--dataset=binary_digits", "--latent_dims=4,2", "--hidden_units=16", "--batch_size=128",
-        "--checkpoint_every_secs=0", "--images_every_epochs=0", "--threads=1", "--noevaluate"]
+        "--checkpoint_every_secs=0", "--images_every_epochs=0", "--threads=1", "--noevaluate", "--noexport"]
 
 
 def _free_port():

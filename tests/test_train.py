@@ -11,10 +11,13 @@ from absl import flags
 from conftest import crash_after_epoch, train_config
 from hvae_repr import cli, io_utils, train
 from hvae_repr.config import TrainConfig
+from hvae_repr.features import load_encoder
 from hvae_repr.runs import RunDir
 
+# export=False: these runs' SavedModels are never read (test_export and test_features test it); --noexport
+# itself is tested on the first of them.
 SMALL = dict(dataset="digits", latent_dims=(6, 4), hidden_units=32, batch_size=128, epochs=3,
-             kl_warmup_epochs=0, checkpoint_every_secs=0, seed=1)
+             kl_warmup_epochs=0, checkpoint_every_secs=0, seed=1, export=False)
 
 
 def lines(workdir):
@@ -38,6 +41,10 @@ def test_run_writes_every_file_with_named_layers_and_units(finished):
     workdir, result = finished
     for name in ("config.json", "metrics.jsonl", "train_result.json", "checkpoints", "summaries"):
         assert os.path.exists(os.path.join(workdir, name)), name
+    assert not os.path.exists(os.path.join(workdir, "export"))  # --noexport; a default run writes it
+    with pytest.raises(ValueError, match=f"run folder {workdir} has no export/ yet; write it with: python -m "
+                                         "hvae_repr.export"):
+        load_encoder(workdir)
     config = io_utils.read_json(os.path.join(workdir, "config.json"))
     assert config["betas"] == [1.0, 1.0] and config["model"]["latent_dims"] == [6, 4]
     assert config["model"]["input_shape"] == [8, 8, 1]
