@@ -218,10 +218,15 @@ class RayCluster:
         self.ray = ray
         self.started_here = not ray.is_initialized()
         if self.started_here:
+            # ray.init puts in a SIGTERM handler of its own (exit at once); the launcher's (hvae_repr.preemption:
+            # forward the signal to the points, let them checkpoint, then stop) is put back, and stays after.
+            launchers = signal.getsignal(signal.SIGTERM)
             # "local": a new instance even when another Ray (a cluster started on this machine, RAY_ADDRESS)
             # is running; Ray's default (None) would join that one.
             ray.init(address=self.address or "local", num_cpus=None if self.address else os.cpu_count(),
                      include_dashboard=False, log_to_driver=False, configure_logging=False)
+            if launchers is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, launchers)
         return self
 
     def __exit__(self, *exc):

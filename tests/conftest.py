@@ -61,3 +61,12 @@ def crash_after_epoch(monkeypatch, epoch):
     with pytest.raises(KeyboardInterrupt):
         yield
     monkeypatch.setattr(io_utils, "append_jsonl", original)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Files with a slow test first, each group in collection order. pytest-xdist's --dist loadfile hands
+    out files in this order (setup.cfg turns off its reordering by test count, which put the one-test
+    tutorial and the Ray cluster's file last), so the long files start early and the short ones fill the
+    end instead of a long file running alone while the other worker is idle."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)

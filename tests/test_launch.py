@@ -193,13 +193,16 @@ def test_two_launchers_on_one_root_train_each_point_once(tmp_path):
 def test_the_ray_engine_without_an_address_starts_a_local_instance_of_this_machines_cores_and_stops_it():
     """--engine=ray without --ray_address. Sweeps on the engine, points and all, run on a real two-node
     cluster in tests/test_ray_cluster.py; this is the one branch that differs."""
+    import signal
     ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e \".[ray]\"")
+    handler = signal.getsignal(signal.SIGTERM)
     with engines.RayCluster("") as cluster:
         assert cluster.started_here and ray.is_initialized()
+        assert signal.getsignal(signal.SIGTERM) == handler  # ray.init's own is replaced by the launcher's
         cluster.check_cpus(os.cpu_count())
         with pytest.raises(ValueError, match=f"asks for {os.cpu_count() + 1} CPUs .* largest live node"):
             cluster.check_cpus(os.cpu_count() + 1)
-    assert not ray.is_initialized()
+    assert not ray.is_initialized() and signal.getsignal(signal.SIGTERM) == handler
 
 
 @pytest.mark.slow
