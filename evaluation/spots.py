@@ -101,10 +101,14 @@ def write_csv(path, rows):
 
 
 def read_csv(path):
+    """The rows of a spots.csv, as write_csv was given them (numbers as numbers, epochs and seed as ints)."""
     with open(path) as f:
         rows = list(csv.DictReader(f))
     numeric = set(COLUMNS) - {"kind", "sweep", "recipe"}
-    return [{k: (_number(v) if k in numeric else v) for k, v in row.items()} for row in rows]
+    rows = [{k: (_number(v) if k in numeric else v) for k, v in row.items()} for row in rows]
+    for row in rows:
+        row.update({k: int(row[k]) for k in ("epochs", "seed") if math.isfinite(row.get(k, math.nan))})
+    return rows
 
 
 def references(rows, sweeps):

@@ -163,3 +163,30 @@ def test_the_change_log_names_what_changed_and_judges_each_change_from_result_fi
     assert "| (1, 1) | 91.50 | 90.50 | -1.1% | 91.00 | -0.5% |" in page and "mean 42, from 42 to 42" in page
     rows = spots.read_csv(str(tmp_path / "changes" / "spots.csv"))
     assert sorted(r["sweep"].split(os.sep)[-1] for r in rows) == ["balance", "base", "long", "refined_1epochs"]
+
+    # A later session: every folder above is gone; a new change is judged against the rows and the models
+    # that the first run of the page kept (--rows=its spots.csv; models.json beside it).
+    import shutil
+    for name in ("base", "balance", "long"):
+        shutil.rmtree(tmp_path / name)
+    _write_sweep(str(tmp_path / "wider"), "conditional", {spot: (14.0, 19.0, 57.0, 17.9, 0.87)})
+    model = tmp_path / "wider" / "model"
+    config = json.load(open(model / "config.json"))
+    json.dump(dict(config, balance_betas=True, model=dict(config["model"], hidden_units=512)),
+              open(model / "config.json", "w"))
+    json.dump({"train_seconds": 720.0}, open(model / "train_result.json", "w"))
+    again = tmp_path / "again.md"
+    monkeypatch.setattr(sys, "argv", ["conditional_changes.py", f"--change={tmp_path / 'base'}",
+                                      f"--change={tmp_path / 'balance'}", f"--change={tmp_path / 'wider'}",
+                                      f"--reference={tmp_path / 'long'}", f"--refined={refined}",
+                                      f"--rows={tmp_path / 'changes' / 'spots.csv'}", f"--out={again}"])
+    runpy.run_path(os.path.join(REPO, "docs", "results", "conditional_changes.py"), run_name="__main__")
+    page = again.read_text()
+    assert "changed from the previous entry: balance_betas: False -> True\n" in page  # from models.json
+    assert "changed from the previous entry: hidden_units: (not in its config.json: the default) -> 512\n" in page
+    # wider: 57 + 14 + 19 = 90 against the kept reference's 91 (-1.1%); balance's +0.5% as before.
+    assert "12.0 minutes" in page and "mean +0.5%" in page and "mean -1.1%" in page
+    assert "training seconds per point: not kept" in page and "| (1, 1) | 91.50 | 90.50 | -1.1% | 91.00 | -0.5% |" in page
+    key = lambda r: r["sweep"]  # noqa: E731
+    assert sorted(spots.read_csv(str(tmp_path / "again" / "spots.csv")), key=key) == sorted(
+        rows + spots.rows_from_sweep(str(tmp_path / "wider")), key=key)

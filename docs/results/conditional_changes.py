@@ -26,6 +26,20 @@ at the 9 spot points, judged against the best known separately trained model per
 Each --change is compared with the one before it: what differs is read from the two conditional models'
 config.json, so the log names every setting that changed. Every number is read from the sweeps'
 results.csv, the models' config.json and train_result.json (evaluation/spots.py computes the verdicts).
+
+A sweep whose folder is gone (an earlier session's) is read from the spots.csv that an earlier run of this
+page wrote (--rows=docs/results/conditional_changes/spots.csv): its rows are kept there by the sweep's
+name, and each change's model (its config.json and training seconds) in conditional_changes/models.json,
+so a new change can be judged against the references without retraining them. The folders of the
+entries below are gone (an earlier machine); the next entry is added with
+
+    python docs/results/conditional_changes.py --rows=docs/results/conditional_changes/spots.csv \
+        --reference=sweeps/mnist_spots_100ep --reference=sweeps/mnist_spots_seeds --seeds=sweeps/mnist_spots_seeds \
+        --change=sweeps/mnist_conditional_60ep_base --change=sweeps/mnist_conditional_60ep_balance \
+        --change=sweeps/NEW_CHANGE [--refined=...]
+
+(the base and balance models' config.json were not kept, so their entries say so; from NEW_CHANGE on,
+models.json keeps them).
 """
 import argparse
 import os
@@ -40,6 +54,7 @@ import pages  # noqa: E402
 from evaluation import spots  # noqa: E402
 from hvae_repr import io_utils  # noqa: E402
 
+MODELS = "models.json"  # beside spots.csv: {change sweep: {"config": its model's config.json, "train_seconds"}}
 IGNORED = {"workdir", "threads", "data_dir", "test_every_epochs", "log_every", "checkpoint_every_secs",
            "images_every_epochs", "betas"}  # settings that do not change the model a sweep trains
 
@@ -66,16 +81,21 @@ def differences(before, after):
             if a.get(k) != b.get(k)]
 
 
-def change_lines(name, rows, best, spreads, config, before, train_seconds):
+def change_lines(name, rows, best, spreads, config, before, train_seconds, first):
+    """config (before: the previous entry's) and train_seconds are None for a model whose files were not kept."""
     found = spots.verdicts(rows, best, spreads)
     gaps = [v["metrics"]["objective_nats"]["candidate"] / v["metrics"]["objective_nats"]["reference"] - 1
             for v in found.values()]
-    what = "the first model of the log" if before is None else (
-        "; ".join(differences(before, config)) or "nothing (a rerun)")
-    lines = [f"## `{name}`", "", f"- changed from the previous entry: {what}",
-             f"- training: {spots.recipe(config)}, {train_seconds / 60:.1f} minutes (train_result.json's "
-             f"train_seconds, --threads={config.get('threads', 0)}; a time measured beside other runs on the "
-             "same cores is longer than alone)"]
+    if config is None:
+        what, training = "not known (this model's config.json was not kept)", (
+            f"{rows[0]['recipe'] if rows else 'not known'}; its training time was not kept")
+    else:
+        what = ("the first model of the log" if first else "not known (the previous model's config.json was not "
+                "kept)" if before is None else "; ".join(differences(before, config)) or "nothing (a rerun)")
+        training = (f"{spots.recipe(config)}, {train_seconds / 60:.1f} minutes (train_result.json's train_seconds, "
+                    f"--threads={config.get('threads', 0)}; a time measured beside other runs on the same cores is "
+                    "longer than alone)")
+    lines = [f"## `{name}`", "", f"- changed from the previous entry: {what}", f"- training: {training}"]
     if gaps:
         lines.append(f"- objective against the reference, over the {len(gaps)} points with one: mean "
                      f"{100 * np.mean(gaps):+.1f}%, worst {100 * max(gaps):+.1f}%, best {100 * min(gaps):+.1f}%")
@@ -88,16 +108,20 @@ def refined_lines(folder, rows, best, spreads):
     refined = [r for r in rows if r["sweep"] == folder]
     if not refined:
         return [f"## `{folder}`: no evaluated spot points", ""]
-    model = os.path.normpath(io_utils.read_json(os.path.join(folder, _run_of(folder, refined[0]), "config.json"))
-                             ["init_from"])
-    root = os.path.dirname(model)
-    start = {spots.point_of(r): r for r in rows if r["sweep"] == root or os.path.abspath(r["sweep"]) == root}
-    seconds = [io_utils.read_json(os.path.join(folder, _run_of(folder, r), "train_result.json"))["train_seconds"]
-               for r in refined]
+    if os.path.isdir(folder):
+        model = os.path.normpath(io_utils.read_json(os.path.join(folder, _run_of(folder, refined[0]),
+                                                                 "config.json"))["init_from"])
+        root = os.path.dirname(model)
+        seconds = [io_utils.read_json(os.path.join(folder, _run_of(folder, r), "train_result.json"))["train_seconds"]
+                   for r in refined]
+        cost = (f"training seconds per point: mean {np.mean(seconds):.0f}, from {min(seconds):.0f} to "
+                f"{max(seconds):.0f} (train_result.json's train_seconds)")
+    else:  # from --rows: ROOT/refined_<K>epochs refines ROOT's model
+        root, cost = os.path.dirname(os.path.normpath(folder)), "training seconds per point: not kept"
+    start = {spots.point_of(r): r for r in rows if os.path.normpath(r["sweep"]) == root
+             or os.path.abspath(r["sweep"]) == root}
     found = spots.verdicts(refined, best, spreads)
-    lines = [f"## `{folder}`", "",
-             f"- {refined[0]['recipe']}; training seconds per point: mean {np.mean(seconds):.0f}, "
-             f"from {min(seconds):.0f} to {max(seconds):.0f} (train_result.json's train_seconds)", "",
+    lines = [f"## `{folder}`", "", f"- {refined[0]['recipe']}; {cost}", "",
              "| betas (z1, z2) | objective nats: conditional model | refined | change | reference | refined vs reference |",
              "|---|---|---|---|---|---|"]
     for row in refined:
@@ -133,12 +157,35 @@ def main():
     parser.add_argument("--refined", action="append", default=[],
                         help="an aggregated folder of refined points (ROOT/refined_<K>epochs of a --change's "
                              "sweep run with --refine_epochs=K), tabulated after the changes (repeatable)")
+    parser.add_argument("--rows", action="append", default=[],
+                        help="a spots.csv of an earlier run of this page: a sweep whose folder is not here takes "
+                             "its rows from it (by the sweep's name), a change's model from models.json beside it")
     parser.add_argument("--out", default=os.path.join(HERE, "conditional_changes.md"))
     args = parser.parse_args()
     sweeps = list(dict.fromkeys(args.change + args.reference + args.seeds + args.refined))
-    rows = [row for sweep in sweeps for row in spots.rows_from_sweep(sweep)]
+    earlier = [row for path in args.rows for row in spots.read_csv(path)]
+    kept = {}
+    for path in args.rows:
+        models = os.path.join(os.path.dirname(path), MODELS)
+        if os.path.isfile(models):
+            kept.update(io_utils.read_json(models))
+    rows = []
+    for sweep in sweeps:
+        if os.path.isfile(os.path.join(sweep, "results.csv")):
+            rows += spots.rows_from_sweep(sweep)
+        elif any(r["sweep"] == sweep for r in earlier):
+            rows += [r for r in earlier if r["sweep"] == sweep]
+        else:
+            parser.error(f"{sweep} has no results.csv (aggregate it: python -m evaluation.aggregate --root={sweep}) "
+                         f"and no rows in the --rows files; pass the spots.csv that holds them")
     folder = os.path.splitext(args.out)[0]
     os.makedirs(folder, exist_ok=True)
+    for sweep in args.change:  # each model's config.json and training seconds, for when its folder is gone
+        if os.path.isfile(os.path.join(model_run(sweep), "train_result.json")):
+            kept[sweep] = {"config": io_utils.read_json(os.path.join(model_run(sweep), "config.json")),
+                           "train_seconds": io_utils.read_json(os.path.join(model_run(sweep), "train_result.json"))
+                           ["train_seconds"]}
+    io_utils.write_json_atomic(os.path.join(folder, MODELS), {s: kept[s] for s in args.change if s in kept})
     spots.write_csv(os.path.join(folder, "spots.csv"), rows)
     best, spreads = spots.references(rows, args.reference), spots.seed_spreads(rows, args.seeds)
     lines = pages.header("conditional_changes.py", "The beta-conditional model against converged separate "
@@ -149,12 +196,11 @@ def main():
         "where 3 seed standard deviations are wider they stand in (marked 'from seeds').", "",
         f"Every row: [{os.path.basename(folder)}/spots.csv]({os.path.basename(folder)}/spots.csv).", ""]
     before = None
-    for sweep in args.change:
-        config = io_utils.read_json(os.path.join(model_run(sweep), "config.json"))
-        result = io_utils.read_json(os.path.join(model_run(sweep), "train_result.json"))
-        lines += change_lines(sweep, [r for r in rows if r["sweep"] == sweep], best, spreads, config, before,
-                              result["train_seconds"])
-        before = config
+    for index, sweep in enumerate(args.change):
+        model = kept.get(sweep, {"config": None, "train_seconds": None})
+        lines += change_lines(sweep, [r for r in rows if r["sweep"] == sweep], best, spreads, model["config"],
+                              before, model["train_seconds"], first=index == 0)
+        before = model["config"]
     if args.refined:
         lines += ["# Refinement: each point fine-tuned at its fixed betas for K epochs", "",
                   "A refined point starts from the conditional model's weights (a fresh Adam, no warm-up) and trains "
