@@ -126,9 +126,13 @@ def run_job(job, node="local"):
 
 
 def _wait(child):
-    """The child's exit status; a KeyboardInterrupt here (Ray's cancel of a task) asks it to stop first."""
+    """The child's exit status; a KeyboardInterrupt here (Ray's cancel of a task) asks it to stop first.
+    Polled: Ray raises the cancel's KeyboardInterrupt in the task's thread between bytecodes, which a thread
+    blocked in waitpid (child.wait()) would only run when the point had finished."""
     try:
-        return child.wait()
+        while child.poll() is None:
+            time.sleep(0.2)
+        return child.returncode
     except KeyboardInterrupt:
         child.send_signal(signal.SIGTERM)
         child.wait()

@@ -2,7 +2,7 @@
 --address=...`, each node one CPU), as a cluster of two machines would run them: points spread over
 both nodes, each runs once, results land in the shared root; a node lost mid-sweep has its running
 point retried on the other node, where it resumes from its checkpoint; a point that fails for its own
-reasons is not retried. The nodes are stopped by their process trees (never `ray stop`, which would
+reasons is not retried; the launcher's SIGTERM stops the running point at a step, with its checkpoint. The nodes are stopped by their process trees (never `ray stop`, which would
 stop every Ray user of the machine), even when a test fails."""
 import json
 import os
@@ -213,6 +213,31 @@ def test_a_conditional_sweep_evaluates_its_grid_in_chunks_on_both_nodes(cluster,
     points = [RunDir(root / f) for f in os.listdir(root) if f != "model" and os.path.isdir(root / f)]
     assert len(points) == 6 and all(p.is_evaluated and p.read_point()["model_run"] == str(root / "model")
                                     for p in points)
+
+
+def test_a_sigterm_stops_the_sweep_and_its_running_point_writes_its_checkpoint(cluster, tmp_path):
+    """The launcher's SIGTERM (hvae_repr.preemption, not ray.init's own handler) cancels the point's task; the
+    task passes it on to the point, which stops at a step with a checkpoint; the summary says interrupted."""
+    root = tmp_path / "sweep"
+    proc = _sweep(cluster, root, "--betas_1=1", "--betas_2=1", "--epochs=200")
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and not any(
+                RunDir(root / f).checkpoints() for f in (os.listdir(root) if root.is_dir() else [])
+                if (root / f).is_dir()):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143 and "interrupted 1, not started 0" in out, out
+    [workdir] = [root / f for f in os.listdir(root) if (root / f).is_dir()]
+    run = RunDir(workdir)
+    with open(run.file(RunDir.LOG)) as f:
+        log = f.read()
+    assert "interrupted by SIGTERM: stopped in epoch" in log and not run.is_trained, log[-2000:]
+    assert _epochs(workdir)[-1] < 200 and run.checkpoints()
 
 
 def test_a_lost_node_has_its_running_point_resumed_on_the_other_node(cluster, tmp_path):
