@@ -171,10 +171,11 @@ def main():
             kept.update(io_utils.read_json(models))
     rows = []
     for sweep in sweeps:
+        kept_rows = [r for r in earlier if r["sweep"] == sweep]
         if os.path.isfile(os.path.join(sweep, "results.csv")):
             rows += spots.rows_from_sweep(sweep)
-        elif any(r["sweep"] == sweep for r in earlier):
-            rows += [r for r in earlier if r["sweep"] == sweep]
+        elif kept_rows:
+            rows += kept_rows
         else:
             parser.error(f"{sweep} has no results.csv (aggregate it: python -m evaluation.aggregate --root={sweep}) "
                          f"and no rows in the --rows files; pass the spots.csv that holds them")
