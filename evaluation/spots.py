@@ -48,9 +48,10 @@ def objective(distortion, rate_z1, rate_z2, beta_z1, beta_z2):
 
 def recipe(config):
     """A run's training recipe in words (the settings a reference's name should carry)."""
-    warmup = config["kl_warmup_epochs"]
-    text = (f"{config['epochs']} epoch{'s' if config['epochs'] != 1 else ''}, Adam {config['learning_rate']:g}, batch {config['batch_size']}, "
-            + (f"warm-up {warmup} epochs" if warmup else "no warm-up"))
+    warmup, epochs = config["kl_warmup_epochs"], config["epochs"]
+    schedule = " cosine-decayed" if config.get("lr_schedule", "constant") == "cosine" else ""
+    text = (f"{epochs} epoch{'s' if epochs != 1 else ''}, Adam {config['learning_rate']:g}{schedule}, "
+            f"batch {config['batch_size']}, " + (f"warm-up {warmup} epochs" if warmup else "no warm-up"))
     if config.get("init_from"):
         text += f", refined from {os.path.basename(os.path.dirname(config['init_from']))}'s conditional model"
     return text

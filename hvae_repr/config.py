@@ -101,7 +101,10 @@ class TrainConfig:
                                              "rate (0.99: about the last 100 steps).")
     epochs: int = setting(300, "Training epochs.")
     batch_size: int = setting(256, "Training batch size (the last partial batch of an epoch is dropped).")
-    learning_rate: float = setting(3e-4, "Adam learning rate.")
+    learning_rate: float = setting(3e-4, "Adam learning rate (with --lr_schedule=cosine: the first step's).")
+    lr_schedule: str = setting("constant", "Learning rate over training: constant (the paper's), or cosine: "
+                                           "from --learning_rate down to 0 at the last step of --epochs "
+                                           "(cosine decay; Loshchilov & Hutter 2017).", ("constant", "cosine"))
     seed: int = setting(0, "Seed of every random choice: weights, shuffling, samples.")
     workdir: str = setting("", "Run folder ('' = runs/<name derived from every setting>). The same command "
                                "with the same workdir resumes.")
@@ -217,6 +220,9 @@ class TrainConfig:
         for name in LATER_MODEL_SETTINGS:
             if getattr(self.model, name) == MODEL_DEFAULTS[name]:
                 values["model"].pop(name)
+        for name in LATER_TRAIN_SETTINGS:
+            if getattr(self, name) == TRAIN_DEFAULTS[name]:
+                values.pop(name)
         return values
 
     def run_name(self):
@@ -257,6 +263,9 @@ LATER_SETTINGS = {"target_rates": "target_rates", "target_dual_step": "target_ra
 # named before keep their names.
 LATER_MODEL_SETTINGS = ("film_placement",)
 MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+# The same for training settings.
+LATER_TRAIN_SETTINGS = ("lr_schedule",)
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 # Settings that may differ when a run is resumed: they do not change what is trained. The strategy and
 # replica count change how each step is computed, not what: the loss, metrics and gradients are

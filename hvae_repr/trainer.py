@@ -128,7 +128,7 @@ class Trainer:
         cfg, model, dataset, run = self.config, self.model, self.dataset, self.run_dir
         chief = self.placement.is_chief
         with self.placement.scope():
-            optimizer = keras.optimizers.Adam(cfg.learning_rate)
+            optimizer = keras.optimizers.Adam(learning_rate(cfg, len(dataset.x_train) // cfg.batch_size))
             optimizer.build(model.trainable_variables)
             # --balance_betas: the running mean objective per cell of log betas, checkpointed with the run
             table = loss_balance.ObjectiveTable(model.num_layers, cfg.model.beta_range) if cfg.balance_betas else None
@@ -322,6 +322,15 @@ def runs_dataset(config):
     """The run's data set, validated for its likelihood."""
     from hvae_repr import data
     return data.load_dataset(config.dataset, config.data_dir or None, likelihood=config.model.likelihood)
+
+
+def learning_rate(cfg, steps_per_epoch):
+    """--learning_rate, or its schedule over the run's steps (a function of the optimizer's step count,
+    which the checkpoint holds: a resumed run continues the schedule where it stopped)."""
+    if cfg.lr_schedule == "cosine":
+        import keras
+        return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.epochs * steps_per_epoch)
+    return cfg.learning_rate
 
 
 def make_train_step(model, optimizer, batch_size, input_shape, fixed_betas=None, balance=None):

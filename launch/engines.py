@@ -158,7 +158,7 @@ def timed_job(job, node="local"):
 
 def run_local(jobs, workers, on_finish=None):
     """Runs the jobs in `workers` processes at a time; returns their statuses in order.
-    on_finish(job, status, seconds) is called as each one ends (in this thread)."""
+    on_finish(job, status, seconds) is called as each one ends (in this thread; seconds None where unknown)."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(timed_job, job): job for job in jobs}
         for future in concurrent.futures.as_completed(futures):
@@ -290,9 +290,9 @@ def run_ray(jobs, address, on_finish=None):
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             point.record_failure(RunDir(jobs[i].workdir), f"its Ray task was lost after {RAY_MAX_RETRIES} "
                                  f"retries: {first}", str(error))
-            return "failed", 0.0
+            return "failed", None  # its wall time is not known: the task's own clock went with its node
         def cancelled(i):  # started in this launch (an attempt line): interrupted, else not started
-            return ("interrupted" if not jobs[i].launch or attempts(jobs[i]) else "not_started"), 0.0
+            return ("interrupted" if not jobs[i].launch or attempts(jobs[i]) else "not_started"), None
         finished = (lambda i, result: on_finish(jobs[i], *result)) if on_finish else None
         return [status for status, _ in cluster.results(refs, lost, finished, cancelled)]
 

@@ -176,8 +176,8 @@ def point_reporter(total, log=say):
     def report(job, status, seconds):
         countdown.tick()
         betas = ",".join(f"{b:g}" for b in job.betas)
-        log(f"[sweep] point {job.index} (betas {betas}) {status} in {progress.duration(seconds)}; "
-            f"{countdown.status()}")
+        took = "" if seconds is None else f" in {progress.duration(seconds)}"  # a cancelled Ray task's is unknown
+        log(f"[sweep] point {job.index} (betas {betas}) {status}{took}; {countdown.status()}")
     return report
 
 

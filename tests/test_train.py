@@ -105,6 +105,22 @@ def test_interrupted_run_resumes_where_it_stopped(finished, tmp_path, monkeypatc
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
+def test_a_cosine_schedule_decays_to_zero_and_a_resumed_run_continues_it(finished, tmp_path, monkeypatch):
+    cosine = {**SMALL, "lr_schedule": "cosine", "learning_rate": 3e-3}
+    whole = str(tmp_path / "whole")
+    result = train.train(train_config(workdir=whole, **cosine), verbose=False)
+    assert result["test"] != finished[1]["test"]  # another recipe, another model
+    assert "lr_schedule" not in RunDir(finished[0]).read_config().result_settings()  # the old runs' names stay
+    from hvae_repr import trainer
+    schedule = trainer.learning_rate(train_config(**cosine), steps_per_epoch=10)
+    assert [float(schedule(step)) for step in (0, 15, 30)] == pytest.approx([3e-3, 1.5e-3, 0.0], abs=1e-9)
+    interrupted = str(tmp_path / "interrupted")
+    with crash_after_epoch(monkeypatch, 2):
+        train.train(train_config(workdir=interrupted, **cosine), verbose=False)
+    assert train.train(train_config(workdir=interrupted, **cosine), verbose=False)["test"] == result["test"]
+
+
 def test_workdir_of_another_run_is_never_overwritten(finished):
     workdir, _ = finished
     with pytest.raises(ValueError, match=r"holds a run with other settings \(betas: 1,1 there vs 2,1 now\); "
