@@ -10,11 +10,29 @@ at the 9 spot points, judged against the best known separately trained model per
         --betas_1=0.1,1,10 --betas_2=0.1,1,10 --dataset=binary_mnist --data_dir=../shared/data \\
         --architecture=conv --epochs=60 --threads=1 --test_every_epochs=5 \\
         --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000
-    for r in mnist_conditional_60ep_base mnist_conditional_60ep_balance mnist_spots_100ep mnist_spots_seeds; do
+    python -m launch.sweep --root=sweeps/mnist_conditional_100ep_lr4e-3_cosine --conditional --balance_betas \\
+        --betas_1=0.1,1,10 --betas_2=0.1,1,10 --dataset=binary_mnist --data_dir=../shared/data \\
+        --architecture=conv --epochs=100 --learning_rate=4e-3 --lr_schedule=cosine --threads=1 --test_every_epochs=5 \\
+        --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000
+    python -m launch.sweep --root=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine --conditional --balance_betas \\
+        --betas_1=0.1,1,10 --betas_2=0.1,1,10 --dataset=binary_mnist --data_dir=../shared/data --architecture=conv \\
+        --channels=32 --epochs=60 --learning_rate=2e-3 --lr_schedule=cosine --threads=1 --test_every_epochs=5 \\
+        --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000
+    for r in mnist_conditional_100ep_lr4e-3_cosine mnist_conditional_60ep_c32_lr2e-3_cosine; do
         python -m evaluation.aggregate --root=sweeps/$r; done
-    python docs/results/conditional_changes.py --reference=sweeps/mnist_spots_100ep \\
-        --reference=sweeps/mnist_spots_seeds --seeds=sweeps/mnist_spots_seeds \\
-        --change=sweeps/mnist_conditional_60ep_base --change=sweeps/mnist_conditional_60ep_balance
+    python docs/results/conditional_changes.py --rows=docs/results/conditional_changes/spots.csv \\
+        --reference=sweeps/mnist_spots_100ep --reference=sweeps/mnist_spots_seeds --seeds=sweeps/mnist_spots_seeds \\
+        --change=sweeps/mnist_conditional_60ep_base --change=sweeps/mnist_conditional_60ep_balance \\
+        --change=sweeps/mnist_conditional_60ep_balance_prefilm --change=sweeps/mnist_conditional_100ep_lr4e-3_cosine \\
+        --change=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine \\
+        --refined=sweeps/mnist_conditional_60ep_balance/refined_1epochs \\
+        --refined=sweeps/mnist_conditional_60ep_balance/refined_2epochs \\
+        --refined=sweeps/mnist_conditional_60ep_balance/refined_5epochs
+
+The first three changes (base, balance, prefilm: --epochs=60 at the paper's Adam 3e-4, as above without the
+learning-rate flags; prefilm adds --film_placement=before_activation) and the references were run by an
+earlier session (their sweeps' commands are in docs/results/mnist_spots_100ep.md and mnist_spots_seeds.md);
+their folders are gone and their rows come from --rows. Refinement:
 
     for K in 1 2 5; do python -m launch.sweep ...the last --change's command... --refine_epochs=$K --workers=2
         python -m evaluation.aggregate --root=sweeps/mnist_conditional_60ep_balance/refined_${K}epochs; done
@@ -30,16 +48,9 @@ results.csv, the models' config.json and train_result.json (evaluation/spots.py 
 A sweep whose folder is gone (an earlier session's) is read from the spots.csv that an earlier run of this
 page wrote (--rows=docs/results/conditional_changes/spots.csv): its rows are kept there by the sweep's
 name, and each change's model (its config.json and training seconds) in conditional_changes/models.json,
-so a new change can be judged against the references without retraining them. The folders of the
-entries below are gone (an earlier machine); the next entry is added with
-
-    python docs/results/conditional_changes.py --rows=docs/results/conditional_changes/spots.csv \
-        --reference=sweeps/mnist_spots_100ep --reference=sweeps/mnist_spots_seeds --seeds=sweeps/mnist_spots_seeds \
-        --change=sweeps/mnist_conditional_60ep_base --change=sweeps/mnist_conditional_60ep_balance \
-        --change=sweeps/NEW_CHANGE [--refined=...]
-
-(the base and balance models' config.json were not kept, so their entries say so; from NEW_CHANGE on,
-models.json keeps them).
+so a new change can be judged against the references without retraining them: the next entry is the
+generator's command above with one more --change (the base, balance and prefilm models' config.json were not kept,
+so their entries say so; from the 100-epoch cosine model on, models.json keeps them).
 """
 import argparse
 import os
