@@ -16,6 +16,9 @@ USER_SET_TF_LOG_LEVEL = ("TF_CPP_MIN_LOG_LEVEL" in os.environ
 if not USER_SET_TF_LOG_LEVEL:
     os.environ.update(TF_CPP_MIN_LOG_LEVEL="2", HVAE_REPR_SET_TF_LOG_LEVEL="1")
 
+# Set by the project's programs (hvae_repr.cli.run) before TensorFlow loads: see hvae_repr.tf_env.
+PROGRAM = False
+
 __version__ = "0.2.0"
 
 

@@ -201,6 +201,8 @@ def run(define, main, doc=None):
     """Runs a program: define(flag_values) defines its flags, main(flag_values) does its work.
     absl's app.run, but a flag that cannot be parsed is reported in one line (exit 2) and --help lists the
     program's own flags under the docstring `doc` (by default main's module's)."""
+    import hvae_repr
+    hvae_repr.PROGRAM = True  # TensorFlow then loads without Keras' extras (hvae_repr.tf_env)
     define(flags.FLAGS)
     if doc is None:
         doc = getattr(sys.modules.get(main.__module__), "__doc__", "") or ""

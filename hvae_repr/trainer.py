@@ -24,13 +24,15 @@ class TrainingDiverged(RuntimeError):
 
 
 def library_versions():
-    import keras
-    import scipy
-    import sklearn
+    """The versions of the libraries a result depends on, read from their installed metadata (importing
+    scipy and scikit-learn only for their __version__ would cost a training process a second)."""
+    from importlib import metadata
     from hvae_repr.tf_env import tf
     import tensorflow_probability as tfp
+    import keras
     return {"tensorflow": tf.__version__, "tensorflow_probability": tfp.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "scipy": scipy.__version__, "scikit_learn": sklearn.__version__,
+            "numpy": np.__version__, "scipy": metadata.version("scipy"),
+            "scikit_learn": metadata.version("scikit-learn"),
             "python": sys.version.split()[0]}
 
 

@@ -3,7 +3,6 @@ bits (1 bit = ln 2 nats), and every mean over examples carries its standard erro
 import math
 
 import numpy as np
-from scipy import stats
 
 
 def nats_to_bits(nats):
@@ -13,5 +12,6 @@ def nats_to_bits(nats):
 def mean_stderr(values):
     """(mean, standard error of the mean) of a 1-D sample as floats; stderr 0 for a single value."""
     v = np.asarray(values, dtype=np.float64)
-    stderr = float(stats.sem(v, ddof=1)) if len(v) > 1 else 0.0
+    # scipy.stats.sem's formula; numpy's own: scipy.stats costs 0.8 s of every training process's start
+    stderr = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
     return float(v.mean()), stderr

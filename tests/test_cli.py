@@ -116,9 +116,15 @@ def test_a_real_process_prints_only_the_error_line(tmp_path):
     # A fresh process imports TensorFlow on the way: its start-up lines (cuInit, oneDNN) stay quiet.
     (tmp_path / "a_file").write_text("x")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    proc = subprocess.run([sys.executable, "-m", "hvae_repr.train", f"--workdir={tmp_path / 'a_file'}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    # The program loads TensorFlow without the Keras extras (hvae_repr.tf_env): at exit, none of them is loaded.
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('loaded:', sorted(m for m in ('tensorflow', 'IPython', 'matplotlib', "
+            "'sklearn') if m in sys.modules)))\n"
+            f"sys.argv = ['hvae-train', '--workdir={tmp_path / 'a_file'}']\n"
+            "from hvae_repr import train\ntrain.run_main()")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2
+    assert proc.stdout.strip() == "loaded: ['tensorflow']", proc.stdout
     assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'a_file'} is a file, not a run folder; "
                                                 f"pass a folder as --workdir"], proc.stderr
 

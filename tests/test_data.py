@@ -93,6 +93,29 @@ def test_digits_shapes_ranges_and_split():
 # ------------------------------------------------------------------ MNIST-like
 
 
+def test_the_digits_split_is_kept_in_the_data_folder_and_read_back_unchanged(tmp_path):
+    made = load_dataset("digits", str(tmp_path))
+    [kept] = os.listdir(tmp_path)
+    assert kept.startswith("digits_split-sklearn") and kept.endswith(".npz")
+    again = load_dataset("digits", str(tmp_path))
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(made, name), getattr(again, name))
+        assert getattr(made, name).dtype == getattr(again, name).dtype
+    (tmp_path / kept).write_bytes(b"damaged")  # made again, not an error
+    np.testing.assert_array_equal(load_dataset("digits", str(tmp_path)).x_train, made.x_train)
+    assert os.path.getsize(tmp_path / kept) > 1000
+
+
+def test_a_data_folder_that_cannot_be_written_still_gives_the_digits(tmp_path, monkeypatch):
+    from hvae_repr import io_utils
+
+    def refuse(path, **arrays):
+        raise PermissionError(13, "Permission denied", path)
+    monkeypatch.setattr(io_utils, "write_npz_atomic", refuse)
+    ds = load_dataset("binary_digits", str(tmp_path))
+    assert ds.x_train.shape == (1437, 8, 8, 1) and os.listdir(tmp_path) == []
+
+
 def test_mnist_keras_npz(tmp_path):
     arrays = _mnist_arrays()
     np.savez(tmp_path / "mnist.npz", **dict(zip(["x_train", "y_train", "x_test", "y_test"], arrays)))
