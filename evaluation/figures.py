@@ -11,7 +11,6 @@ matplotlib.figure.Figure on a FigureCanvasAgg, so no display is needed and no gl
 Each file is written atomically (a temporary file, then os.replace).
 """
 import os
-import tempfile
 
 import numpy as np
 from matplotlib import colormaps
@@ -22,24 +21,14 @@ from evaluation import bounds, seed_groups
 from evaluation import table  # the helpers shared with evaluation.aggregate
 from evaluation.table import METRICS, column_values, metric_values
 from evaluation.stats import entropy
+from hvae_repr import io_utils
 
 ANNOTATE_MAX_CELLS = 100  # heatmaps with at most this many cells print each cell's value
 
 
 def save_figure(fig, path, dpi=110):
     """Writes `fig` as a PNG to `path` atomically."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    io_utils.write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=dpi), mode="wb", suffix=".png")
     return path
 
 

@@ -6,14 +6,14 @@ import shutil
 import tempfile
 
 
-def write_text_atomic(path, text):
-    """Writes `text` to `path` via a temporary file in the same folder and an atomic rename."""
+def write_atomic(path, write, mode="w", suffix=""):
+    """write(f) into a temporary file in `path`'s folder, then an atomic rename onto `path`."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            write(f)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; results get the usual permissions
@@ -22,6 +22,11 @@ def write_text_atomic(path, text):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_text_atomic(path, text):
+    """Writes `text` to `path` via a temporary file in the same folder and an atomic rename."""
+    write_atomic(path, lambda f: f.write(text))
 
 
 class WriteFailed(OSError):
@@ -51,17 +56,7 @@ def write_json_atomic(path, obj):
 def write_npz_atomic(path, **arrays):
     """Writes numpy arrays to `path` (.npz) atomically."""
     import numpy as np
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_atomic(path, lambda f: np.savez(f, **arrays), mode="wb", suffix=".npz")
 
 
 def read_json(path):

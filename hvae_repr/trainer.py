@@ -129,8 +129,10 @@ class Trainer:
         from hvae_repr.tf_env import tf
         cfg, model, dataset, run = self.config, self.model, self.dataset, self.run_dir
         chief = self.placement.is_chief
+        num_train = len(dataset.x_train)
+        steps_per_epoch = num_train // cfg.batch_size
         with self.placement.scope():
-            optimizer = keras.optimizers.Adam(learning_rate(cfg, len(dataset.x_train) // cfg.batch_size))
+            optimizer = keras.optimizers.Adam(learning_rate(cfg, steps_per_epoch))
             optimizer.build(model.trainable_variables)
             # --balance_betas: the running mean objective per cell of log betas, checkpointed with the run
             table = loss_balance.ObjectiveTable(model.num_layers, cfg.model.beta_range) if cfg.balance_betas else None
@@ -172,8 +174,6 @@ class Trainer:
             _truncate_metrics(metrics_file, start_epoch)
 
         writer = tf.summary.create_file_writer(run.file(run.SUMMARIES)) if chief else tf.summary.create_noop_writer()
-        num_train = len(dataset.x_train)
-        steps_per_epoch = num_train // cfg.batch_size
         betas = np.asarray(cfg.betas, np.float32)
         seed = tf.constant(cfg.seed, tf.int32)
         last_save, saved_epoch_end = time.time(), {}
