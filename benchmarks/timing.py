@@ -20,9 +20,8 @@ import statistics
 import sys
 import time
 
-# Instruction sets that decide which kernels oneDNN and MKL can use.
-INSTRUCTION_SETS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-                    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+from hvae_repr import machine
+
 LIBRARIES = ("tensorflow", "tensorflow-probability", "keras", "numpy", "torch")
 ENVIRONMENT = ("TF_ENABLE_ONEDNN_OPTS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
 
@@ -107,18 +106,6 @@ def _own_seconds():
     return t.user + t.system
 
 
-def _cpuinfo():
-    """(model name, set of CPU flags) from /proc/cpuinfo; falls back to `platform` elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-    except OSError:
-        return platform.processor() or platform.machine(), set()
-    model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
-    return (model.group(1).strip() if model else platform.machine()), set(flags.group(1).split() if flags else ())
-
-
 def library_versions():
     versions = {"python": sys.version.split()[0]}
     for name in LIBRARIES:
@@ -131,12 +118,8 @@ def library_versions():
 
 def machine_description():
     """CPU model, cores, instruction sets, library versions and the settings that change kernels."""
-    model, flags = _cpuinfo()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
-        "cpu_model": model,
-        "cores": cores,
-        "instruction_sets": [s for s in INSTRUCTION_SETS if s in flags],
+        **machine.cpu_description(),
         "platform": platform.platform(),
         "libraries": library_versions(),
         "environment": {name: os.environ.get(name) for name in ENVIRONMENT},

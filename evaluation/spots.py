@@ -91,6 +91,23 @@ def rows_from_sweep(root, points=SPOTS, name=None):
     return sorted(rows, key=lambda row: point_of(row) + (row["seed"],))
 
 
+def rows_of_sweeps(sweeps, kept=()):
+    """The spots.csv rows of each sweep: from its results.csv when its folder is here, else its rows among
+    `kept` (a spots.csv written earlier, read_csv), by the sweep's name. A sweep with neither is an error
+    that says how to mend it."""
+    rows = []
+    for sweep in sweeps:
+        if os.path.isfile(os.path.join(sweep, "results.csv")):
+            rows += rows_from_sweep(sweep)
+            continue
+        earlier = [r for r in kept if r["sweep"] == sweep]
+        if not earlier:
+            raise ValueError(f"{sweep} has no results.csv (aggregate it: python -m evaluation.aggregate "
+                             f"--root={sweep}) and no rows in the spots.csv files given; pass the one that holds them")
+        rows += earlier
+    return rows
+
+
 def write_csv(path, rows):
     """spots.csv: one row per point and model, COLUMNS in order (written atomically)."""
     out = io.StringIO()

@@ -108,21 +108,31 @@ class HierarchicalVAE(keras.Model):
     def _draw(self, dist, seed, use_mean):
         return dist.mean() if use_mean else dist.sample(seed=seed)
 
-    def posteriors(self, x, seed=None, use_mean=False, temperature=None, betas=None, from_prior=()):
+    def bottom_up_features(self, x, betas=None):
+        """The deterministic bottom-up features of every layer (what `posteriors` starts from)."""
+        x = tf.convert_to_tensor(x, tf.float32)
+        embedding = self._embedding(betas, tf.shape(x)[0])
+        features = []
+        for net, source in zip(self.bottom_up, self.bottom_up_input):
+            features.append(net(x if source < 0 else features[source], embedding))
+        return features
+
+    def posteriors(self, x, seed=None, use_mean=False, temperature=None, betas=None, from_prior=(), features=None):
         """Top-down inference. Returns one LayerPosterior per layer, z1 first.
 
         use_mean: pass each layer's posterior mean (the mode for a categorical
         top) to the layer below instead of a sample. temperature: Gumbel-softmax
         temperature of a categorical top in training; None gives hard one-hot samples.
         from_prior: indices of layers whose z is drawn from p(z_l | z_{l+1}) instead (the
-        layers below then infer from it), to show what a layer encodes.
+        layers below then infer from it), to show what a layer encodes. features:
+        bottom_up_features(x, betas) when already computed (the evaluation's sampled and
+        mean passes share them).
         """
         x = tf.convert_to_tensor(x, tf.float32)
         batch = tf.shape(x)[0]
         embedding = self._embedding(betas, batch)
-        features = []
-        for net, source in zip(self.bottom_up, self.bottom_up_input):
-            features.append(net(x if source < 0 else features[source], embedding))
+        if features is None:
+            features = self.bottom_up_features(x, betas)
         num = self.num_layers
         seeds = tfp.random.split_seed(seed, n=num) if seed is not None else [None] * num
         result = [None] * num

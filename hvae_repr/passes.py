@@ -56,12 +56,13 @@ def _batch_function(model, views):
 
     @tf.function(reduce_retracing=True, autograph=False)
     def one_point(x, seed, betas):
-        layers = model.posteriors(x, seed=seed, betas=betas)
+        features = model.bottom_up_features(x, betas)  # deterministic: shared by the sampled and mean passes
+        layers = model.posteriors(x, seed=seed, betas=betas, features=features)
         terms = model.terms_from_layers(x, layers, betas)
         out = {"distortion": terms["distortion"], "rates": tf.stack(terms["rates"], 1),
                "kl_per_dim": terms["kl_per_dim"]}
         if views:
-            mean_layers = model.posteriors(x, use_mean=True, betas=betas)
+            mean_layers = model.posteriors(x, use_mean=True, betas=betas, features=features)
             out["recon"] = model.decode(mean_layers[0].z, betas)
             out["layers"] = []
             for post, mean_post in zip(layers, mean_layers):

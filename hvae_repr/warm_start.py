@@ -51,8 +51,9 @@ def record(config):
             "fixed_condition": config.fixed_condition, "optimizer": "fresh Adam (not restored)"}
 
 
-def refined(config, model_run, epochs):
+def refined(config, model_run, epochs, learning_rate=0.0):
     """The settings of the point config.betas refined from the conditional model in `model_run`: `epochs`
-    epochs at those fixed betas, warm-started from it, without warm-up (config: the conditional model's)."""
+    epochs at those fixed betas, warm-started from it, without warm-up (config: the conditional model's),
+    at `learning_rate` (0: the conditional model's)."""
     return dataclasses.replace(config, epochs=epochs, init_from=os.path.abspath(model_run), fixed_condition=True,
-                               kl_warmup_epochs=0)
+                               kl_warmup_epochs=0, learning_rate=learning_rate or config.learning_rate)

@@ -16,6 +16,7 @@ engine cancels its tasks, which pass it on), which write a checkpoint and exit 1
 "interrupted", neither failed nor retried; points not started yet are "not_started".
 """
 import concurrent.futures
+import dataclasses
 import os
 import re
 import signal
@@ -298,39 +299,52 @@ def run_ray(jobs, address, on_finish=None):
 
 
 def _grid_task(model_run, points, root, options, threads):
-    """A Ray task (in a fresh worker process: max_calls=1): evaluation.grid.evaluate_grid on a chunk of
-    points with `threads` CPU threads; returns (its node's id, the outcome)."""
+    """A Ray task (in a fresh worker process: max_calls=1, since TensorFlow's thread settings are per
+    process): evaluation.grid.evaluate_grid on a chunk of points with `threads` CPU threads; returns (its
+    node's id, the outcome)."""
     import ray
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(threads)
     from hvae_repr import trainer
     trainer.set_threads(threads)
     from evaluation import grid
+    # The probes' worker processes share the chunk's cores (probe_jobs changes no number of the result).
+    options = dataclasses.replace(options, probe_jobs=threads)
     return ray.get_runtime_context().get_node_id(), grid.evaluate_grid(model_run, points, root, options,
                                                                        log=lambda message: None)
 
 
-def evaluate_grid_ray(model_run, points, root, options, address, threads, log=print):
-    """evaluation.grid.evaluate_grid spread over a Ray cluster: the first chunk of points alone (it trains
-    and caches what every chunk shares, the reference classifier), then the rest in one chunk per
-    `threads` CPUs of the cluster, each a Ray task in a process of its own reading the shared model.
-    A chunk lost with its node is retried and skips the points already written. Returns the merged outcome."""
+def grid_chunks(points, slots):
+    """The chunks a grid is evaluated in: the first POINTS_PER_PASS points alone (it trains and caches what
+    every chunk shares, the reference classifier), then the rest in `slots` chunks run at once."""
     from evaluation.options import POINTS_PER_PASS
+    first, rest = list(points[:POINTS_PER_PASS]), list(points[POINTS_PER_PASS:])
+    size = -(-len(rest) // max(1, slots)) if rest else 1
+    return [first] + [rest[i:i + size] for i in range(0, len(rest), size)]
+
+
+def _merged(chunks, found, log):
+    """One outcome from the chunks' (node, outcome) pairs; each stage's seconds summed over the chunks
+    (CPU-side seconds, not wall time)."""
+    outcome = {"done": [], "skipped": [], "busy": [], "failed": [], "seconds": {}}
+    for chunk, (node, part) in zip(chunks, found):
+        log(f"evaluated {len(part['done'])} of {len(chunk)} points on {node}")
+        for key in ("done", "skipped", "busy", "failed"):
+            outcome[key] += part.get(key, [])
+        for key, seconds in part["seconds"].items():
+            outcome["seconds"][key] = outcome["seconds"].get(key, 0.0) + seconds
+    return outcome
+
+
+def evaluate_grid_ray(model_run, points, root, options, address, threads, log=print):
+    """evaluation.grid.evaluate_grid spread over a Ray cluster in chunks (grid_chunks: one per `threads`
+    CPUs of the cluster), each a Ray task in a process of its own reading the shared model.
+    A chunk lost with its node is retried and skips the points already written. Returns the merged outcome."""
     model_run, root = os.path.abspath(model_run), os.path.abspath(root)  # the workers' working folder differs
     with RayCluster(address) as cluster:
         cluster.check_cpus(threads)
         task = cluster.ray.remote(max_retries=RAY_MAX_RETRIES, max_calls=1)(_grid_task).options(num_cpus=threads)
-        slots = max(1, int(cluster.ray.cluster_resources().get("CPU", 1) // threads))
-        first, rest = list(points[:POINTS_PER_PASS]), list(points[POINTS_PER_PASS:])
-        size = -(-len(rest) // slots) if rest else 1
-        chunks = [first] + [rest[i:i + size] for i in range(0, len(rest), size)]
-        found = [cluster.ray.get(task.remote(model_run, first, root, options, threads))]
+        chunks = grid_chunks(points, max(1, int(cluster.ray.cluster_resources().get("CPU", 1) // threads)))
+        found = [cluster.ray.get(task.remote(model_run, chunks[0], root, options, threads))]
         found += cluster.ray.get([task.remote(model_run, chunk, root, options, threads) for chunk in chunks[1:]])
-    outcome = {"done": [], "skipped": [], "busy": [], "seconds": {}}
-    for chunk, (node, part) in zip(chunks, found):
-        log(f"evaluated {len(part['done'])} of {len(chunk)} points on node {node}")
-        for key in ("done", "skipped", "busy"):
-            outcome[key] += part[key]
-        for key, seconds in part["seconds"].items():  # summed over the chunks: CPU-side seconds, not wall time
-            outcome["seconds"][key] = outcome["seconds"].get(key, 0.0) + seconds
-    return outcome
+    return _merged(chunks, [(f"node {node}", part) for node, part in found], log)

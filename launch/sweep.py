@@ -26,7 +26,7 @@ from typing import ClassVar
 
 
 from evaluation.options import EvalOptions
-from hvae_repr import cli, io_utils, preemption, progress, warm_start
+from hvae_repr import cli, io_utils, machine, preemption, progress, warm_start
 from hvae_repr.cli import nested, setting
 from hvae_repr.config import TrainConfig
 from hvae_repr.runs import RunDir
@@ -61,6 +61,10 @@ class SweepCommand:
                                     "ROOT/refined_<K>epochs, warm-started from ROOT/model with a fresh Adam, "
                                     "hvae_repr.warm_start), evaluated like a separately trained point. 0 = evaluate "
                                     "the conditional model itself.")
+    refine_learning_rate: float = setting(0.0, "With --refine_epochs: the refinement's Adam learning rate (0 = "
+                                               "the conditional model's --learning_rate; its --lr_schedule then "
+                                               "runs over the K epochs). Its points live under "
+                                               "ROOT/refined_<K>epochs_lr<rate>.")
     train: TrainConfig = nested(TrainConfig)
     eval: EvalOptions = nested(EvalOptions, prefix="eval_")
 
@@ -101,6 +105,9 @@ def plan(command, beta_texts, cores=None, target_texts=None):
     if command.refine_epochs < 0 or (command.refine_epochs and not command.conditional):
         raise ValueError(f"--refine_epochs={command.refine_epochs} refines the points of a conditional model: "
                          f"give a positive number of epochs together with --conditional")
+    if command.refine_learning_rate < 0 or (command.refine_learning_rate and not command.refine_epochs):
+        raise ValueError(f"--refine_learning_rate={command.refine_learning_rate:g} is the refinement's learning "
+                         f"rate: give a positive rate together with --refine_epochs")
     if command.workers < 1:
         raise ValueError(f"--workers must be at least 1 (got {command.workers})")
     num_layers = command.train.model.num_layers
@@ -134,7 +141,8 @@ def plan(command, beta_texts, cores=None, target_texts=None):
         train = dataclasses.replace(command.train, betas=betas, target_rates=targets, seed=seed, threads=threads,
                                     workdir="unnamed")
         if command.refine_epochs:
-            train = warm_start.refined(train, model_folder(root), command.refine_epochs)
+            train = warm_start.refined(train, model_folder(root), command.refine_epochs,
+                                       command.refine_learning_rate)
         train = dataclasses.replace(train, workdir=os.path.join(folder, train.run_name()))
         evaluation = command.eval
         if evaluation.probe_jobs == EvalOptions().probe_jobs:  # not chosen: fit the point's share of the cores
@@ -187,8 +195,10 @@ def model_folder(root):
 
 
 def refined_folder(command):
-    """Where the points refined for --refine_epochs=K live: ROOT/refined_<K>epochs (aggregate that folder)."""
-    return os.path.join(os.path.abspath(command.root), f"refined_{command.refine_epochs}epochs")
+    """Where the points refined for --refine_epochs=K live: ROOT/refined_<K>epochs, with _lr<rate> for a
+    --refine_learning_rate (aggregate that folder)."""
+    rate = f"_lr{command.refine_learning_rate:g}" if command.refine_learning_rate else ""
+    return os.path.join(os.path.abspath(command.root), f"refined_{command.refine_epochs}epochs{rate}")
 
 
 def model_job(command, cores=None):
@@ -312,7 +322,8 @@ def main(flag_values):
         outcome = conditional_sweep(command, jobs) if command.conditional else sweep(command, jobs)
     seconds = time.time() - started
     stage_seconds = outcome.pop("seconds", {})
-    record = {"argv": sys.argv, "seconds": seconds, "stage_seconds": stage_seconds, "points": {
+    record = {"argv": sys.argv, "seconds": seconds, "stage_seconds": stage_seconds,
+              "machine": machine.cpu_description(), "points": {
         status: [{"index": j.index, "workdir": j.workdir, "attempts": engines.attempts(j)} for j in done]
         for status, done in outcome.items()}}
     signum = preemption.received()

@@ -88,6 +88,8 @@ def test_each_point_gets_a_folder_named_from_its_settings_and_a_command_that_reb
 @pytest.mark.parametrize("argv,message", [
     (["--betas_1=1"], "--root is required"),
     (["--root={tmp}", "--betas_1=1", "--betas_2=1", "--refine_epochs=2"], "together with --conditional"),
+    (["--root={tmp}", "--betas_1=1", "--betas_2=1", "--conditional", "--refine_learning_rate=1e-4"],
+     "together with --refine_epochs"),
     (["--root={tmp}", "--betas_1=1"], "missing --betas_2"),
     (["--root={tmp}", "--betas_1=1", "--betas_2=1", "--betas=1,1"], "--betas is set per point by the sweep"),
     (["--root={tmp}", "--betas_1=1", "--betas_2=1", "--workdir=x"], "--workdir is set per point"),
@@ -250,6 +252,27 @@ def test_conditional_sweep_trains_one_model_and_writes_a_folder_per_point(tmp_pa
     assert [(r["beta_z1"], r["epochs"], r["status"]) for r in rows] == [(0.5, 1, "evaluated")]
     [record] = [r for r in map(io_utils.read_json, root.glob("sweep_*.json")) if "--refine_epochs=1" in r["argv"]]
     assert record["stage_seconds"]["refined_points"] > 0 and record["stage_seconds"]["per_refined_point"] > 0
+
+
+def test_refined_points_take_the_refinement_learning_rate_and_a_folder_of_their_own(tmp_path):
+    args = (f"--root={tmp_path}", "--betas_1=0.3", "--betas_2=1", "--conditional", "--learning_rate=2e-3",
+            "--refine_epochs=2", *TINY)
+    for extra, rate, folder in (((), 2e-3, "refined_2epochs"),
+                                (("--refine_learning_rate=1e-4",), 1e-4, "refined_2epochs_lr0.0001")):
+        command, texts = _command(*args, *extra)
+        [job] = sweep.plan(command, texts, cores=2)
+        assert os.path.dirname(job.workdir) == str(tmp_path / folder)
+        assert f"--learning_rate={rate:g}" in job.argv or f"--learning_rate={rate}" in job.argv, job.argv
+
+
+def test_grid_chunks_evaluate_the_first_points_alone_and_split_the_rest_among_the_slots():
+    # The chunks of a grid spread over a Ray cluster (engines.evaluate_grid_ray).
+    from evaluation.options import POINTS_PER_PASS
+    points = [(float(i), 1.0) for i in range(POINTS_PER_PASS + 7)]
+    chunks = engines.grid_chunks(points, 3)
+    assert chunks[0] == points[:POINTS_PER_PASS] and [len(c) for c in chunks[1:]] == [3, 3, 1]
+    assert [p for c in chunks for p in c] == points  # every point once, in order
+    assert engines.grid_chunks(points[:2], 4) == [points[:2]]
 
 
 def test_seeds_give_one_folder_per_seed_named_as_a_run_of_that_seed(tmp_path):

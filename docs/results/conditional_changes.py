@@ -180,16 +180,10 @@ def main():
         models = os.path.join(os.path.dirname(path), MODELS)
         if os.path.isfile(models):
             kept.update(io_utils.read_json(models))
-    rows = []
-    for sweep in sweeps:
-        kept_rows = [r for r in earlier if r["sweep"] == sweep]
-        if os.path.isfile(os.path.join(sweep, "results.csv")):
-            rows += spots.rows_from_sweep(sweep)
-        elif kept_rows:
-            rows += kept_rows
-        else:
-            parser.error(f"{sweep} has no results.csv (aggregate it: python -m evaluation.aggregate --root={sweep}) "
-                         f"and no rows in the --rows files; pass the spots.csv that holds them")
+    try:
+        rows = spots.rows_of_sweeps(sweeps, earlier)
+    except ValueError as e:
+        parser.error(str(e))
     folder = os.path.splitext(args.out)[0]
     os.makedirs(folder, exist_ok=True)
     for sweep in args.change:  # each model's config.json and training seconds, for when its folder is gone
