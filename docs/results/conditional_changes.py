@@ -21,25 +21,32 @@ at the 9 spot points, judged against the best known separately trained model per
     for r in mnist_conditional_100ep_lr4e-3_cosine mnist_conditional_60ep_c32_lr2e-3_cosine; do
         python -m evaluation.aggregate --root=sweeps/$r; done
     python docs/results/conditional_changes.py --rows=docs/results/conditional_changes/spots.csv \\
-        --reference=sweeps/mnist_spots_100ep --reference=sweeps/mnist_spots_seeds --seeds=sweeps/mnist_spots_seeds \\
+        --reference=sweeps/mnist_spots_100ep --reference=sweeps/mnist_spots_seeds \\
+        --reference=sweeps/mnist_spots_100ep_lr4e-3_cosine --seeds=sweeps/mnist_spots_seeds \\
         --change=sweeps/mnist_conditional_60ep_base --change=sweeps/mnist_conditional_60ep_balance \\
         --change=sweeps/mnist_conditional_60ep_balance_prefilm --change=sweeps/mnist_conditional_100ep_lr4e-3_cosine \\
-        --change=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine \\
+        --change=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine --change=sweeps/mnist_map \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_1epochs \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_2epochs \\
-        --refined=sweeps/mnist_conditional_60ep_balance/refined_5epochs
+        --refined=sweeps/mnist_conditional_60ep_balance/refined_5epochs \\
+        --refined=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine/refined_1epochs \\
+        --refined=sweeps/mnist_map/refined_1epochs_lr0.0003 --refined=sweeps/mnist_map/refined_2epochs_lr0.0003 \\
+        --refined=sweeps/mnist_map/refined_5epochs_lr0.0003
 
 The first three changes (base, balance, prefilm: --epochs=60 at the paper's Adam 3e-4, as above without the
 learning-rate flags; prefilm adds --film_placement=before_activation) and the references were run by an
 earlier session (their sweeps' commands are in docs/results/mnist_spots_100ep.md and mnist_spots_seeds.md);
-their folders are gone and their rows come from --rows. Refinement:
+their folders are gone and their rows come from --rows. `sweeps/mnist_map` is the 21x21 map's model
+(docs/results/conditional.py's first command: the last --change's recipe trained again, without
+--threads=1), read at its 9 spot points. Refinement: the balance model's points at its own Adam 3e-4, the
+32-channel model's (one epoch) at its 2e-3, and the map's at 3e-4 by
 
-    for K in 1 2 5; do python -m launch.sweep ...the last --change's command... --refine_epochs=$K --workers=2
-        python -m evaluation.aggregate --root=sweeps/mnist_conditional_60ep_balance/refined_${K}epochs; done
-    python docs/results/conditional_changes.py ...as above... \
-        --refined=sweeps/mnist_conditional_60ep_balance/refined_1epochs \
-        --refined=sweeps/mnist_conditional_60ep_balance/refined_2epochs \
-        --refined=sweeps/mnist_conditional_60ep_balance/refined_5epochs
+    for K in 1 2 5; do python -m launch.sweep ...the map's command in conditional.py, with \\
+            --betas_1=0.1,1,10 --betas_2=0.1,1,10... --refine_epochs=$K --refine_learning_rate=3e-4 --workers=2
+        python -m evaluation.aggregate --root=sweeps/mnist_map/refined_${K}epochs_lr0.0003; done
+
+(the balance model's: `--refine_epochs=$K --workers=2` added to its --change command). The map and its
+refinements were run from ~/hvae_runs with --data_dir=/work/shared/data.
 
 Each --change is compared with the one before it: what differs is read from the two conditional models'
 config.json, so the log names every setting that changed. Every number is read from the sweeps'
@@ -123,10 +130,12 @@ def refined_lines(folder, rows, best, spreads):
         model = os.path.normpath(io_utils.read_json(os.path.join(folder, _run_of(folder, refined[0]),
                                                                  "config.json"))["init_from"])
         root = os.path.dirname(model)
-        seconds = [io_utils.read_json(os.path.join(folder, _run_of(folder, r), "train_result.json"))["train_seconds"]
-                   for r in refined]
+        runs = [os.path.join(folder, _run_of(folder, r)) for r in refined]
+        seconds = [io_utils.read_json(os.path.join(run, "train_result.json"))["train_seconds"] for run in runs]
+        evaluation = [io_utils.read_json(os.path.join(run, "eval_result.json"))["seconds"]["total"] for run in runs]
         cost = (f"training seconds per point: mean {np.mean(seconds):.0f}, from {min(seconds):.0f} to "
-                f"{max(seconds):.0f} (train_result.json's train_seconds)")
+                f"{max(seconds):.0f} (train_result.json's train_seconds); its evaluation: mean "
+                f"{np.mean(evaluation):.0f} s (eval_result.json's seconds, total)")
     else:  # from --rows: ROOT/refined_<K>epochs refines ROOT's model
         root, cost = os.path.dirname(os.path.normpath(folder)), "training seconds per point: not kept"
     start = {spots.point_of(r): r for r in rows if os.path.normpath(r["sweep"]) == root
