@@ -329,11 +329,13 @@ def main(flag_values):
     signum = preemption.received()
     if signum:
         record["interrupted_by"] = preemption.signal_name(signum)
-    record_path = os.path.join(command.root, f"sweep_{time.strftime('%Y%m%d-%H%M%S')}.json")
+    # A refinement's record goes beside its points, so that ROOT's records are the map's commands alone.
+    folder = refined_folder(command) if command.refine_epochs else command.root
+    record_path = os.path.join(folder, f"sweep_{time.strftime('%Y%m%d-%H%M%S')}.json")
     with cli.one_line_errors(status=1), io_utils.reported_write(record_path, "the points' folders are intact"):
         io_utils.write_json_atomic(record_path, record)
     print(summary(outcome, seconds))
-    print(f"aggregate with: python -m evaluation.aggregate --root={command.root}")
+    print(f"aggregate with: python -m evaluation.aggregate --root={folder}")
     if signum:
         unfinished = len(outcome["interrupted"]) + len(outcome["not_started"])
         print(f"interrupted by {preemption.signal_name(signum)}: {unfinished} points unfinished; rerun the same "

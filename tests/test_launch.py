@@ -250,7 +250,9 @@ def test_conditional_sweep_trains_one_model_and_writes_a_folder_per_point(tmp_pa
     assert "fine-tuned at these fixed betas" in io_utils.read_json(run.file(run.EVAL_RESULT))["conditional"]["note"]
     rows, _ = aggregate.collect(str(refined))
     assert [(r["beta_z1"], r["epochs"], r["status"]) for r in rows] == [(0.5, 1, "evaluated")]
-    [record] = [r for r in map(io_utils.read_json, root.glob("sweep_*.json")) if "--refine_epochs=1" in r["argv"]]
+    [record] = map(io_utils.read_json, refined.glob("sweep_*.json"))  # beside its points, not among ROOT's
+    assert "--refine_epochs=1" in record["argv"]
+    assert not [r for r in map(io_utils.read_json, root.glob("sweep_*.json")) if "--refine_epochs=1" in r["argv"]]
     assert record["stage_seconds"]["refined_points"] > 0 and record["stage_seconds"]["per_refined_point"] > 0
 
 
