@@ -240,7 +240,7 @@ def test_conditional_sweep_trains_one_model_and_writes_a_folder_per_point(tmp_pa
                       classifiers)
     assert proc.returncode == 0 and "done 1, skipped (finished already) 0" in proc.stdout, proc.stdout + proc.stderr
     refined = root / "refined_1epochs"
-    [folder] = os.listdir(refined)
+    [folder] = [f for f in os.listdir(refined) if os.path.isdir(refined / f)]  # and the sweep's record
     run = RunDir(refined / folder)
     assert run.is_trained and run.is_evaluated
     config = run.read_config()
