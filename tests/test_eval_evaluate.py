@@ -3,19 +3,16 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
-import sys
 import types
 
 import numpy as np
 import pytest
 
-from conftest import train_config, entropy_estimate
+from conftest import entropy_estimate, run_in_process, train_config
 from evaluation import bounds, stages
 from evaluation import evaluate as ev
 from hvae_repr.runs import RunDir
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBES = ("logistic_regression", "linear_svm", "rbf_svm", "knn5")
 
 
@@ -69,17 +66,17 @@ def _check_fields(result, layers):
 
 
 @pytest.mark.slow
-def test_command_line_on_tiny_run_writes_every_field(tiny_run, tmp_path):
+def test_command_line_on_tiny_run_writes_every_field(tiny_run, tmp_path, capsys):
     opts = fast_options(tmp_path, iw_samples=5)
     args = [f"--{k}={v}" for k, v in opts.items()] + ["--probe_samples", f"--workdir={tiny_run}"]
-    proc = subprocess.run([sys.executable, "-m", "evaluation.evaluate", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "wrote" in proc.stdout
+    # The program's flags and main in this process (a real process's exit path: tests/test_cli.py).
+    run_in_process(ev.define, ev.main, ["hvae-evaluate", *args])
+    out = capsys.readouterr().out
+    assert "wrote" in out
     # Each stage is named as it starts and timed as it ends.
     stages_run = [s.name for s in ev.STAGES]
-    assert f"[evaluate] 1/{len(stages_run)} rates ...\n" in proc.stdout
-    assert f"[evaluate] {len(stages_run)}/{len(stages_run)} figures: " in proc.stdout
+    assert f"[evaluate] 1/{len(stages_run)} rates ...\n" in out
+    assert f"[evaluate] {len(stages_run)}/{len(stages_run)} figures: " in out
     with open(RunDir(tiny_run).file(RunDir.EVAL_RESULT)) as f:
         result = json.load(f)
     assert result["figures"]["status"] == "drawn" and "resample_z2" in result["figures"]["files"]

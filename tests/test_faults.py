@@ -335,6 +335,7 @@ def test_aggregate_marks_damaged_and_foreign_folders_and_goes_on(tmp_path, capsy
 
 
 # ------------------------------------------------------------------ a sweep (real point processes)
+@pytest.mark.slow  # real point processes
 def test_a_sigterm_stops_a_sweep_its_running_point_checkpoints_and_a_rerun_finishes_the_points(tmp_path, capsys):
     from launch import sweep
     root = tmp_path / "sweep"

@@ -19,7 +19,7 @@ TINY = ["--dataset=binary_digits", "--latent_dims=4,2", "--hidden_units=16", "--
         "--checkpoint_every_secs=0", "--noexport",
         "--eval_num_generated=100", "--eval_generative_draws=200", "--eval_classifier_epochs=1",
         "--eval_classifier_min_steps=20",
-        "--eval_probe_names=logistic_regression", "--eval_probe_jobs=1"]
+        "--eval_probe_names=logistic_regression", "--eval_probe_jobs=1", "--eval_layers=top", "--noeval_figures"]
 
 
 # ------------------------------------------------------------------ the grid

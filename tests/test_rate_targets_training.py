@@ -91,6 +91,7 @@ def test_an_unreachable_target_is_reported_in_one_line(tmp_path, capsys):
 
 
 # ------------------------------------------------ a sweep of target rates, and the results page
+@pytest.mark.slow  # real point processes
 def test_a_target_rate_sweep_plans_one_run_per_point_and_the_page_tabulates_it(tmp_path):
     import subprocess
     import sys

@@ -12,10 +12,18 @@ changed over the last 25 epochs; from each finished run's metrics.jsonl and trai
         --eval_probe_names=logistic_regression --eval_num_generated=5000 --noexport
     python docs/results/mnist_spots_100ep.py --root=sweeps/mnist_spots_100ep_lr4e-3_cosine \\
         --out=docs/results/mnist_spots_100ep_lr4e-3_cosine.md
+    python -m launch.sweep --root=sweeps/mnist_spots_warmup --betas_1=10 --betas_2=0.1,1,10 \\
+        --dataset=binary_mnist --data_dir=../shared/data --architecture=conv --epochs=60 --kl_warmup_epochs=12 \\
+        --test_every_epochs=5 --workers=2 --threads=1 --eval_layers=top --eval_probe_names=logistic_regression \\
+        --eval_num_generated=5000 --noexport
+    python -m evaluation.aggregate --root=sweeps/mnist_spots_warmup
+    python docs/results/mnist_spots_100ep.py --root=sweeps/mnist_spots_warmup --out=docs/results/mnist_spots_warmup.md
 
 The first sweep is the paper's recipe (Adam 3e-4, constant); the second the recipe that made the conditional
 model better (Adam 4e-3 cosine-decayed to 0, docs/results/conditional_changes.md), tried on the separate
-models so that a point's reference is the best known model there. The same command resumes an unfinished
+models so that a point's reference is the best known model there. The third is the paper's recipe with the
+conditional model's KL warm-up (every beta rising linearly from 0 over the first 12 of 60 epochs) at beta_1 = 10,
+where the first two collapse (R(z1|z2) and, with the second, R(z2) near 0). The same command resumes an unfinished
 sweep. The objective is D + beta_1 R(z1|z2) + beta_2 R(z2) on the test set (nats per example), at the run's betas.
 """
 import argparse
@@ -68,7 +76,9 @@ def main():
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    lines = pages.header("mnist_spots_100ep.py", "100-epoch references at the spot points", __doc__)
+    epochs = sorted({r["epochs"] for _, _, r in runs})
+    length = f"{epochs[0]}-epoch" if len(epochs) == 1 else "/".join(map(str, epochs)) + "-epoch"
+    lines = pages.header("mnist_spots_100ep.py", f"{length} references at the spot points", __doc__)
     recipes = sorted({spots.recipe(io_utils.read_json(os.path.join(os.path.dirname(r["path"]), "config.json")))
                       for _, _, r in runs})
     lines += [f"This page: `{args.root}`, trained with: {'; '.join(recipes)}."
@@ -76,9 +86,13 @@ def main():
                  "says less about convergence than under a constant one." if any("cosine" in r for r in recipes)
                  else ""), ""]
     lines += pages.command_lines(args.root, " on the 2-core CPU")
-    lines += ["", f"{len(runs)} of 9 points finished. Test objective at epoch 100 and its change over the last {LAST} "
-              "epochs (epoch 100 minus epoch 75; negative: still improving):", "",
-              "| beta_1 | beta_2 | objective (nats) | change over the last 25 epochs | relative | D | R(z1\\|z2) | R(z2) |",
+    records = sorted(glob.glob(os.path.join(args.root, "sweep_*.json")))  # the newest: the whole grid's status
+    planned = (sum(v if isinstance(v, int) else len(v) for v in io_utils.read_json(records[-1])["points"].values())
+               if records else len(glob.glob(os.path.join(args.root, "*", "config.json"))))
+    last = f"epoch {epochs[0]}" if len(epochs) == 1 else "each run's last epoch"
+    lines += ["", f"{len(runs)} of {planned} points finished. Test objective at {last} and its change over the last "
+              f"{LAST} epochs ({last} minus {LAST} epochs before; negative: still improving):", "",
+              f"| beta_1 | beta_2 | objective (nats) | change over the last {LAST} epochs | relative | D | R(z1\\|z2) | R(z2) |",
               "|---|---|---|---|---|---|---|---|"]
     for betas, tested, result in runs:
         by_epoch = dict(tested)
