@@ -77,8 +77,8 @@ def main():
         writer.writeheader()
         writer.writerows(rows)
     epochs = sorted({r["epochs"] for _, _, r in runs})
-    length = f"{epochs[0]}-epoch" if len(epochs) == 1 else "/".join(map(str, epochs)) + "-epoch"
-    lines = pages.header("mnist_spots_100ep.py", f"{length} references at the spot points", __doc__)
+    length = "/".join(map(str, epochs))
+    lines = pages.header("mnist_spots_100ep.py", f"{length}-epoch references at the spot points", __doc__)
     recipes = sorted({spots.recipe(io_utils.read_json(os.path.join(os.path.dirname(r["path"]), "config.json")))
                       for _, _, r in runs})
     lines += [f"This page: `{args.root}`, trained with: {'; '.join(recipes)}."
@@ -86,10 +86,8 @@ def main():
                  "says less about convergence than under a constant one." if any("cosine" in r for r in recipes)
                  else ""), ""]
     lines += pages.command_lines(args.root, " on the 2-core CPU")
-    records = sorted(glob.glob(os.path.join(args.root, "sweep_*.json")))  # the newest: the whole grid's status
-    planned = (sum(v if isinstance(v, int) else len(v) for v in io_utils.read_json(records[-1])["points"].values())
-               if records else len(glob.glob(os.path.join(args.root, "*", "config.json"))))
-    last = f"epoch {epochs[0]}" if len(epochs) == 1 else "each run's last epoch"
+    planned = sum(map(len, pages.records(args.root)[-1]["points"].values()))  # the newest command saw every point
+    last = f"epoch {length}" if len(epochs) == 1 else "each run's last epoch"
     lines += ["", f"{len(runs)} of {planned} points finished. Test objective at {last} and its change over the last "
               f"{LAST} epochs ({last} minus {LAST} epochs before; negative: still improving):", "",
               f"| beta_1 | beta_2 | objective (nats) | change over the last {LAST} epochs | relative | D | R(z1\\|z2) | R(z2) |",
