@@ -21,11 +21,18 @@ def _cpuinfo():
     return (model.group(1).strip() if model else platform.machine()), set(flags.group(1).split() if flags else ())
 
 
+def usable_cores():
+    """The cores this process may run on: its affinity mask (taskset, a batch scheduler's cgroup, a test
+    worker's pin), which os.cpu_count() ignores, so that threads are not planned for cores it cannot use."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
+
+
 def cpu_description():
     """{"cpu_model", "cores" (usable by this process), "instruction_sets"}."""
     model, flags = _cpuinfo()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu_model": model, "cores": cores, "instruction_sets": [s for s in INSTRUCTION_SETS if s in flags]}
+    return {"cpu_model": model, "cores": usable_cores(),
+            "instruction_sets": [s for s in INSTRUCTION_SETS if s in flags]}
 
 
 def cpu_words(description):

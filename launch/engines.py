@@ -28,7 +28,7 @@ import time
 from typing import NamedTuple
 
 from launch import point
-from hvae_repr import preemption
+from hvae_repr import machine, preemption
 from hvae_repr.runs import RunDir
 
 STATUS = {point.EXIT_DONE: "done", point.EXIT_FINISHED: "skipped", point.EXIT_BUSY: "busy",
@@ -228,7 +228,7 @@ class RayCluster:
             launchers = signal.getsignal(signal.SIGTERM)
             # "local": a new instance even when another Ray (a cluster started on this machine, RAY_ADDRESS)
             # is running; Ray's default (None) would join that one.
-            ray.init(address=self.address or "local", num_cpus=None if self.address else os.cpu_count(),
+            ray.init(address=self.address or "local", num_cpus=None if self.address else machine.usable_cores(),
                      include_dashboard=False, log_to_driver=False, configure_logging=False)
             if launchers is not None and threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGTERM, launchers)

@@ -129,7 +129,7 @@ def plan(command, beta_texts, cores=None, target_texts=None):
     if not -1 <= command.index < len(points):
         raise ValueError(f"--index={command.index} is outside the grid's {len(points)} "
                          f"{'jobs (points x seeds)' if command.seeds else 'points'} (0 to {len(points) - 1})")
-    cores = cores or os.cpu_count() or 1
+    cores = cores or machine.usable_cores()
     threads = command.train.threads or max(1, cores // command.workers)
     root = folder = os.path.abspath(command.root)
     if command.refine_epochs:
@@ -203,7 +203,7 @@ def refined_folder(command):
 
 def model_job(command, cores=None):
     """The job that trains a conditional sweep's one model, in ROOT/model."""
-    threads = command.train.threads or cores or os.cpu_count() or 1
+    threads = command.train.threads or cores or machine.usable_cores()
     train = dataclasses.replace(command.train, threads=threads, workdir=model_folder(command.root))
     argv = cli.to_argv(point.PointCommand(evaluate=False, train=train))
     return engines.Job(index=-1, workdir=train.workdir, argv=tuple(argv), threads=threads)

@@ -10,7 +10,7 @@ import pytest
 from conftest import crash_after_epoch, run_in_process
 from absl import flags
 
-from hvae_repr import cli, io_utils
+from hvae_repr import cli, io_utils, machine
 from hvae_repr.runs import RunDir
 from launch import engines, grid, point, sweep
 
@@ -201,9 +201,9 @@ def test_the_ray_engine_without_an_address_starts_a_local_instance_of_this_machi
     with engines.RayCluster("") as cluster:
         assert cluster.started_here and ray.is_initialized()
         assert signal.getsignal(signal.SIGTERM) == handler  # ray.init's own is replaced by the launcher's
-        cluster.check_cpus(os.cpu_count())
-        with pytest.raises(ValueError, match=f"asks for {os.cpu_count() + 1} CPUs .* largest live node"):
-            cluster.check_cpus(os.cpu_count() + 1)
+        cluster.check_cpus(machine.usable_cores())
+        with pytest.raises(ValueError, match=f"asks for {machine.usable_cores() + 1} CPUs .* largest live node"):
+            cluster.check_cpus(machine.usable_cores() + 1)
     assert not ray.is_initialized() and signal.getsignal(signal.SIGTERM) == handler
 
 

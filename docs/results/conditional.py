@@ -18,6 +18,7 @@ separately trained 5x5 grid, and its spot points against the best known separate
     python REPO/docs/results/conditional.py --root=sweeps/mnist_map --grid=REPO/docs/results/mnist_grid \\
         --reference=sweeps/mnist_spots_100ep --reference=sweeps/mnist_spots_seeds \\
         --reference=sweeps/mnist_spots_100ep_lr4e-3_cosine --reference=sweeps/mnist_spots_warmup \\
+        --reference=sweeps/mnist_spots_warmup_100ep \\
         --seeds=sweeps/mnist_spots_seeds \\
         --refined=sweeps/mnist_map/refined_1epochs_lr0.0003 --refined=sweeps/mnist_map/refined_2epochs_lr0.0003 \\
         --refined=sweeps/mnist_map/refined_5epochs_lr0.0003 --rows=/tmp/conditional_changes_spots.csv \\

@@ -23,6 +23,7 @@ at the 9 spot points, judged against the best known separately trained model per
     python docs/results/conditional_changes.py --rows=docs/results/conditional_changes/spots.csv \\
         --reference=sweeps/mnist_spots_100ep --reference=sweeps/mnist_spots_seeds \\
         --reference=sweeps/mnist_spots_100ep_lr4e-3_cosine --reference=sweeps/mnist_spots_warmup \\
+        --reference=sweeps/mnist_spots_warmup_100ep \\
         --seeds=sweeps/mnist_spots_seeds \\
         --change=sweeps/mnist_conditional_60ep_base --change=sweeps/mnist_conditional_60ep_balance \\
         --change=sweeps/mnist_conditional_60ep_balance_prefilm --change=sweeps/mnist_conditional_100ep_lr4e-3_cosine \\
@@ -37,9 +38,9 @@ at the 9 spot points, judged against the best known separately trained model per
 The first three changes (base, balance, prefilm: --epochs=60 at the paper's Adam 3e-4, as above without the
 learning-rate flags; prefilm adds --film_placement=before_activation) and the references were run by an
 earlier session (their sweeps' commands are in docs/results/mnist_spots_100ep.md and mnist_spots_seeds.md);
-their folders are gone and their rows come from --rows. `sweeps/mnist_spots_warmup` (the three beta_1 = 10 points
-with KL warm-up, where the others collapse) is made by docs/results/mnist_spots_warmup.md's commands, run
-from ~/hvae_runs. `sweeps/mnist_map` is the 21x21 map's model
+their folders are gone and their rows come from --rows. `sweeps/mnist_spots_warmup` and `sweeps/mnist_spots_warmup_100ep` (the three beta_1 = 10 points
+with KL warm-up, where the others collapse, for 60 and 100 epochs) are made by the commands of
+docs/results/mnist_spots_warmup.md and mnist_spots_warmup_100ep.md, run from ~/hvae_runs. `sweeps/mnist_map` is the 21x21 map's model
 (docs/results/conditional.py's first command: the last --change's recipe trained again, without
 --threads=1), read at its 9 spot points. Refinement: the balance model's points at its own Adam 3e-4, the
 32-channel model's (one epoch) at its 2e-3, and the map's at 3e-4 by
