@@ -18,7 +18,13 @@ at the 9 spot points, judged against the best known separately trained model per
         --betas_1=0.1,1,10 --betas_2=0.1,1,10 --dataset=binary_mnist --data_dir=../shared/data --architecture=conv \\
         --channels=32 --epochs=60 --learning_rate=2e-3 --lr_schedule=cosine --threads=1 --test_every_epochs=5 \\
         --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000
-    for r in mnist_conditional_100ep_lr4e-3_cosine mnist_conditional_60ep_c32_lr2e-3_cosine; do
+    python -m launch.sweep --root=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20 --conditional \\
+        --balance_betas --beta_range=0.05,20 --betas_1=0.1,1,10 --betas_2=0.1,1,10 --dataset=binary_mnist \\
+        --data_dir=../shared/data --architecture=conv --channels=32 --epochs=60 --learning_rate=2e-3 \\
+        --lr_schedule=cosine --threads=2 --test_every_epochs=5 \\
+        --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000
+    for r in mnist_conditional_100ep_lr4e-3_cosine mnist_conditional_60ep_c32_lr2e-3_cosine \\
+            mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20; do
         python -m evaluation.aggregate --root=sweeps/$r; done
     python docs/results/conditional_changes.py --rows=docs/results/conditional_changes/spots.csv \\
         --reference=sweeps/mnist_spots_100ep --reference=sweeps/mnist_spots_seeds \\
@@ -28,6 +34,7 @@ at the 9 spot points, judged against the best known separately trained model per
         --change=sweeps/mnist_conditional_60ep_base --change=sweeps/mnist_conditional_60ep_balance \\
         --change=sweeps/mnist_conditional_60ep_balance_prefilm --change=sweeps/mnist_conditional_100ep_lr4e-3_cosine \\
         --change=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine --change=sweeps/mnist_map \\
+        --change=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20 \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_1epochs \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_2epochs \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_5epochs \\
@@ -41,8 +48,10 @@ earlier session (their sweeps' commands are in docs/results/mnist_spots_100ep.md
 their folders are gone and their rows come from --rows. `sweeps/mnist_spots_warmup` and `sweeps/mnist_spots_warmup_100ep` (the three beta_1 = 10 points
 with KL warm-up, where the others collapse, for 60 and 100 epochs) are made by the commands of
 docs/results/mnist_spots_warmup.md and mnist_spots_warmup_100ep.md, run from ~/hvae_runs. `sweeps/mnist_map` is the 21x21 map's model
-(docs/results/conditional.py's first command: the last --change's recipe trained again, without
---threads=1), read at its 9 spot points. Refinement: the balance model's points at its own Adam 3e-4, the
+(docs/results/conditional.py's first command: the 60ep_c32_lr2e-3_cosine change's recipe trained again, without
+--threads=1), read at its 9 spot points; the range0.05-20 change is that recipe trained for betas in
+0.05..20 instead of 0.1..10 (so that the spot points at beta = 10 are not at the edge of what it trains on),
+run from ~/hvae_runs. Refinement: the balance model's points at its own Adam 3e-4, the
 32-channel model's (one epoch) at its 2e-3, and the map's at 3e-4 by
 
     for K in 1 2 5; do python -m launch.sweep ...the map's command in conditional.py, with \\
