@@ -22,8 +22,8 @@ def _cpuinfo():
 
 
 def usable_cores():
-    """The cores this process may run on: its affinity mask (taskset, a batch scheduler's cgroup, a test
-    worker's pin), which os.cpu_count() ignores, so that threads are not planned for cores it cannot use."""
+    """The cores this process may run on: its affinity mask (taskset, a batch scheduler's cpuset), which
+    os.cpu_count() ignores, so that threads are not planned for cores it cannot use."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return cores or 1
 

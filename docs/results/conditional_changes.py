@@ -43,16 +43,17 @@ at the 9 spot points, judged against the best known separately trained model per
         --refined=sweeps/mnist_map/refined_5epochs_lr0.0003
 
 The first three changes (base, balance, prefilm: --epochs=60 at the paper's Adam 3e-4, as above without the
-learning-rate flags; prefilm adds --film_placement=before_activation) and the references were run by an
-earlier session (their sweeps' commands are in docs/results/mnist_spots_100ep.md and mnist_spots_seeds.md);
-their folders are gone and their rows come from --rows. `sweeps/mnist_spots_warmup` and `sweeps/mnist_spots_warmup_100ep` (the three beta_1 = 10 points
-with KL warm-up, where the others collapse, for 60 and 100 epochs) are made by the commands of
-docs/results/mnist_spots_warmup.md and mnist_spots_warmup_100ep.md, run from ~/hvae_runs. `sweeps/mnist_map` is the 21x21 map's model
+learning-rate flags; prefilm adds --film_placement=before_activation) and the references were run by an earlier
+session (their sweeps' commands are in docs/results/mnist_spots_100ep.md and mnist_spots_seeds.md); their
+folders are gone and their rows come from --rows. `sweeps/mnist_spots_warmup` and
+`sweeps/mnist_spots_warmup_100ep` (the three beta_1 = 10 points with KL warm-up, where the others collapse, for
+60 and 100 epochs) are made by the commands of docs/results/mnist_spots_warmup.md and
+mnist_spots_warmup_100ep.md, run from ~/hvae_runs. `sweeps/mnist_map` is the 21x21 map's model
 (docs/results/conditional.py's first command: the 60ep_c32_lr2e-3_cosine change's recipe trained again, without
---threads=1), read at its 9 spot points; the range0.05-20 change is that recipe trained for betas in
-0.05..20 instead of 0.1..10 (so that the spot points at beta = 10 are not at the edge of what it trains on),
-run from ~/hvae_runs. Refinement: the balance model's points at its own Adam 3e-4, the
-32-channel model's (one epoch) at its 2e-3, and the map's at 3e-4 by
+--threads=1), read at its 9 spot points; the range0.05-20 change is that recipe trained for betas in 0.05..20
+instead of 0.1..10 (so that the spot points at beta = 10 are not at the edge of what it trains on), run from
+~/hvae_runs. Refinement: the balance model's points at its own Adam 3e-4, the 32-channel model's (one epoch) at
+its 2e-3, and the map's at 3e-4 by
 
     for K in 1 2 5; do python -m launch.sweep ...the map's command in conditional.py, with \\
             --betas_1=0.1,1,10 --betas_2=0.1,1,10... --refine_epochs=$K --refine_learning_rate=3e-4 --workers=2

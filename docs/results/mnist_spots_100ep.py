@@ -27,12 +27,13 @@ changed over the last 25 epochs; from each finished run's metrics.jsonl and trai
         --out=docs/results/mnist_spots_warmup_100ep.md
 
 The first sweep is the paper's recipe (Adam 3e-4, constant); the second the recipe that made the conditional
-model better (Adam 4e-3 cosine-decayed to 0, docs/results/conditional_changes.md), tried on the separate
-models so that a point's reference is the best known model there. The third is the paper's recipe with the
-conditional model's KL warm-up (every beta rising linearly from 0 over the first 12 of 60 epochs) at beta_1 = 10,
-where the first two collapse (R(z1|z2) and, with the second, R(z2) near 0); the fourth the same warm-up
-recipe trained longer (the warm-up over the first 20 of 100 epochs), since the third was still improving. The same command resumes an unfinished
-sweep. The objective is D + beta_1 R(z1|z2) + beta_2 R(z2) on the test set (nats per example), at the run's betas.
+model better (Adam 4e-3 cosine-decayed to 0, docs/results/conditional_changes.md), tried on the separate models
+so that a point's reference is the best known model there. The third is the paper's recipe with the conditional
+model's KL warm-up (every beta rising linearly from 0 over the first 12 of 60 epochs) at beta_1 = 10, where the
+first two collapse (R(z1|z2) and, with the second, R(z2) near 0); the fourth the same warm-up recipe trained
+longer (the warm-up over the first 20 of 100 epochs), since the third was still improving. The same command
+resumes an unfinished sweep. The objective is D + beta_1 R(z1|z2) + beta_2 R(z2) on the test set (nats per
+example), at the run's betas.
 """
 import argparse
 import csv
