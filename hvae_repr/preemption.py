@@ -19,7 +19,7 @@ import threading
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-_state = {"depth": 0, "previous": {}, "received": [], "listeners": []}
+_state = {"depth": 0, "previous": {}, "received": [], "listeners": [], "record_as": None}
 
 
 class Interrupted(BaseException):
@@ -50,6 +50,7 @@ def times_received(signum):
 
 
 def _handler(signum, frame):
+    signum = _state["record_as"] or signum
     repeated = signum in _state["received"]
     _state["received"].append(signum)
     for listener in list(_state["listeners"]):
@@ -59,15 +60,17 @@ def _handler(signum, frame):
 
 
 @contextlib.contextmanager
-def deferred(on_signal=None):
+def deferred(on_signal=None, record_as=None):
     """Records SIGTERM and SIGINT inside the block instead of dying (nested blocks share one record).
-    on_signal(signum) is called at each signal (the sweep launcher forwards it to its points)."""
+    on_signal(signum) is called at each signal (the sweep launcher forwards it to its points). record_as
+    (the outermost block's): every signal counts as this one (a Ray task hears its cancel as SIGINT and
+    passes it on to its point as SIGTERM, which a point ignores when it is repeated)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     if _state["depth"] == 0:
         _state["previous"] = {s: signal.getsignal(s) for s in SIGNALS}
-        _state["received"] = []
+        _state["received"], _state["record_as"] = [], record_as
         for s in SIGNALS:
             signal.signal(s, _handler)
     _state["depth"] += 1

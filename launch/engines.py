@@ -44,6 +44,7 @@ class Job(NamedTuple):
     launch: str = ""  # the id of the launch running it (its attempt lines in RUN/sweep.log carry it)
 
 
+CANCEL_RESEND_SECONDS = 5.0  # how often a cancelled Ray task that has not ended is cancelled again
 RAY_MAX_RETRIES = 3  # Ray task retries after a system failure (a lost node or a killed worker)
 ATTEMPT = re.compile(r"^\[launch (\S+)\] attempt on node (\S+) \(host (\S+), pid (\d+)\)$")
 
@@ -127,17 +128,11 @@ def run_job(job, node="local"):
 
 
 def _wait(child):
-    """The child's exit status; a KeyboardInterrupt here (Ray's cancel of a task) asks it to stop first.
-    Polled: Ray raises the cancel's KeyboardInterrupt in the task's thread between bytecodes, which a thread
-    blocked in waitpid (child.wait()) would only run when the point had finished."""
-    try:
-        while child.poll() is None:
-            time.sleep(0.2)
-        return child.returncode
-    except KeyboardInterrupt:
-        child.send_signal(signal.SIGTERM)
-        child.wait()
-        raise
+    """The child's exit status. Polled, so that the signal handlers (hvae_repr.preemption) run while it
+    trains: Python runs them between bytecodes of the main thread, which a wait in waitpid would block."""
+    while child.poll() is None:
+        time.sleep(0.2)
+    return child.returncode
 
 
 FAILURE_NOTES = {}  # workdir -> the line of a failure that could not be written to its error.txt
@@ -202,9 +197,13 @@ def resumed_from(job):
 
 
 def _ray_job(job):
-    """A Ray task: timed_job on the node Ray chose, named by its node id."""
+    """A Ray task: timed_job on the node Ray chose, named by its node id. Ray cancels a running task with a
+    simulated SIGINT in the worker's main thread (_thread.interrupt_main), wherever the task is: recorded as
+    a SIGTERM (hvae_repr.preemption), it stops the point as the local engine's forwarded SIGTERM does,
+    whether it comes before the point starts (not_started), while it starts or while it trains."""
     import ray
-    return timed_job(job, node=ray.get_runtime_context().get_node_id())
+    with preemption.deferred(forward_signal, record_as=signal.SIGTERM):
+        return timed_job(job, node=ray.get_runtime_context().get_node_id())
 
 
 class RayCluster:
@@ -248,30 +247,25 @@ class RayCluster:
         """The result of each ref, in order; on_result(i, result) is called as each task ends. A task that
         failed for good (its retries spent) gives on_error(i, error) instead. Polled: after a SIGTERM or
         SIGINT of the launcher (hvae_repr.preemption) the tasks left are cancelled (a running point is then
-        sent SIGTERM and writes its checkpoint, engines._wait) and each gives on_cancel(i)."""
-        out, index, waiting = {}, {ref: i for i, ref in enumerate(refs)}, list(refs)
+        sent SIGTERM and writes its checkpoint, _ray_job), and each that ends in an error of Ray then gives
+        on_cancel(i); the cancel is sent again every few seconds until every task has ended, in case one
+        missed its task (harmless where it did not: a point ignores a repeated SIGTERM)."""
+        out, index, waiting, cancelled = {}, {ref: i for i, ref in enumerate(refs)}, list(refs), False
         while waiting:
-            ready, waiting = self.ray.wait(waiting, num_returns=1, timeout=1.0)
+            ready, waiting = self.ray.wait(waiting, num_returns=len(waiting) if cancelled else 1,
+                                           timeout=CANCEL_RESEND_SECONDS if cancelled else 1.0)
             for ref in ready:
                 i = index[ref]
                 try:
-                    out[i] = self.ray.get(ref)
+                    out[i] = self.ray.get(ref)  # a cancelled point that ended on its own, or stopped
                 except self.ray.exceptions.RayError as e:
-                    out[i] = on_error(i, e)
+                    out[i] = on_cancel(i) if cancelled else on_error(i, e)
                 if on_result:
                     on_result(i, out[i])
-            if waiting and on_cancel and preemption.received():
+            if waiting and on_cancel and (cancelled or preemption.received()):
+                cancelled = True
                 for ref in waiting:
                     self.ray.cancel(ref)
-                for ref in waiting:  # waits until each cancelled point has stopped
-                    i = index[ref]
-                    try:
-                        out[i] = self.ray.get(ref)  # it ended before the cancel reached it
-                    except self.ray.exceptions.RayError:
-                        out[i] = on_cancel(i)
-                    if on_result:
-                        on_result(i, out[i])
-                waiting = []
         return [out[i] for i in range(len(refs))]
 
 

@@ -400,3 +400,32 @@ def test_a_point_is_not_started_after_a_signal_and_forwarding_counts_each_signal
         finally:
             engines._children.pop(child)
     assert child.sent == [signal.SIGTERM, signal.SIGTERM]
+
+
+def test_a_ray_tasks_cancel_reaches_its_point_as_sigterm_wherever_the_task_is(tmp_path):
+    """Ray cancels a running task with _thread.interrupt_main (a simulated SIGINT): _ray_job records it as
+    SIGTERM, so it stops a point that is starting or training (forwarded once per cancel, never as a second
+    SIGINT that would stop the point without its checkpoint), and one that has not started does not start."""
+    import _thread
+    from launch import engines
+
+    class Child:
+        sent = []
+
+        def send_signal(self, signum):
+            self.sent.append(signum)
+    child = Child()
+    job = engines.Job(index=1, workdir=str(tmp_path / "later"), argv=(), threads=1)
+    before = signal.getsignal(signal.SIGINT)
+    with preemption.deferred(engines.forward_signal, record_as=signal.SIGTERM):
+        engines._children[child] = {}
+        try:
+            for _ in range(2):  # a cancel sent twice
+                _thread.interrupt_main()
+                time.sleep(0.01)  # the handler runs between bytecodes of this (the main) thread
+            assert preemption.received() == signal.SIGTERM and preemption.times_received(signal.SIGINT) == 0
+            assert engines.run_job(job) == "not_started" and not os.path.exists(job.workdir)
+        finally:
+            engines._children.pop(child)
+    assert child.sent == [signal.SIGTERM, signal.SIGTERM]
+    assert signal.getsignal(signal.SIGINT) is before  # put back after the task
