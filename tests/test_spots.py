@@ -203,7 +203,8 @@ def test_the_change_log_names_what_changed_and_judges_each_change_from_result_fi
     assert "changed from the previous entry: hidden_units: (not in its config.json: the default) -> 512\n" in page
     # wider: 57 + 14 + 19 = 90 against the kept reference's 91 (-1.1%); balance's +0.5% as before.
     assert "12.0 minutes" in page and "mean +0.5%" in page and "mean -1.1%" in page
-    assert "training seconds per point: not kept" in page and "| (1, 1) | 91.50 | 90.50 | -1.1% | 91.00 | -0.5% |" in page
+    # The refined folder is gone too: its cost line comes from models.json.
+    assert "mean 42, from 42 to 42" in page and "| (1, 1) | 91.50 | 90.50 | -1.1% | 91.00 | -0.5% |" in page
     key = lambda r: r["sweep"]  # noqa: E731
     assert sorted(spots.read_csv(str(tmp_path / "again" / "spots.csv")), key=key) == sorted(
         rows + spots.rows_from_sweep(str(tmp_path / "wider")), key=key)

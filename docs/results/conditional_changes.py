@@ -68,7 +68,8 @@ results.csv, the models' config.json and train_result.json (evaluation/spots.py 
 
 A sweep whose folder is gone (an earlier session's) is read from the spots.csv that an earlier run of this
 page wrote (--rows=docs/results/conditional_changes/spots.csv): its rows are kept there by the sweep's
-name, and each change's model (its config.json and training seconds) in conditional_changes/models.json,
+name, and each change's model (its config.json and training seconds) and each refined folder's cost line in
+conditional_changes/models.json (a cost line not there yet is read from the page this run replaces),
 so a new change can be judged against the references without retraining them: the next entry is the
 generator's command above with one more --change (the base, balance and prefilm models' config.json were not kept,
 so their entries say so; from the 100-epoch cosine model on, models.json keeps them).
@@ -86,7 +87,8 @@ import pages  # noqa: E402
 from evaluation import spots  # noqa: E402
 from hvae_repr import io_utils  # noqa: E402
 
-MODELS = "models.json"  # beside spots.csv: {change sweep: {"config": its model's config.json, "train_seconds"}}
+# beside spots.csv: {change sweep: {"config": its model's config.json, "train_seconds"}, refined folder: {"cost"}}
+MODELS = "models.json"
 IGNORED = {"workdir", "threads", "data_dir", "test_every_epochs", "log_every", "checkpoint_every_secs",
            "images_every_epochs", "betas"}  # settings that do not change the model a sweep trains
 
@@ -134,12 +136,26 @@ def change_lines(name, rows, best, spreads, config, before, train_seconds, first
     return lines + ["", *spots.verdict_lines(name, found)]
 
 
-def refined_lines(folder, rows, best, spreads):
+def earlier_cost(page, folder):
+    """The cost line that an earlier run of this page printed for a refined folder (before models.json kept
+    it), or None."""
+    if not os.path.isfile(page):
+        return None
+    with open(page) as f:
+        lines = f.read().splitlines()
+    for i, line in enumerate(lines[:-2]):
+        if line == f"## `{folder}`" and lines[i + 2].startswith("- ") and "; training seconds" in lines[i + 2]:
+            return lines[i + 2].split("; ", 1)[1]
+    return None
+
+
+def refined_lines(folder, rows, best, spreads, kept_cost):
     """A refined sweep (ROOT/refined_<K>epochs): each point's objective before (its conditional model there)
-    and after K epochs at its fixed betas, against the reference, and the refinement's cost per point."""
+    and after K epochs at its fixed betas, against the reference, and the refinement's cost per point.
+    kept_cost: the cost line kept from an earlier run, for a folder that is gone. Returns (lines, cost)."""
     refined = [r for r in rows if r["sweep"] == folder]
     if not refined:
-        return [f"## `{folder}`: no evaluated spot points", ""]
+        return [f"## `{folder}`: no evaluated spot points", ""], kept_cost
     if os.path.isdir(folder):
         model = os.path.normpath(io_utils.read_json(os.path.join(folder, _run_of(folder, refined[0]),
                                                                  "config.json"))["init_from"])
@@ -151,7 +167,7 @@ def refined_lines(folder, rows, best, spreads):
                 f"{max(seconds):.0f} (train_result.json's train_seconds); its evaluation: mean "
                 f"{np.mean(evaluation):.0f} s (eval_result.json's seconds, total)")
     else:  # from --rows: ROOT/refined_<K>epochs refines ROOT's model
-        root, cost = os.path.dirname(os.path.normpath(folder)), "training seconds per point: not kept"
+        root, cost = os.path.dirname(os.path.normpath(folder)), kept_cost or "training seconds per point: not kept"
     start = {spots.point_of(r): r for r in rows if os.path.normpath(r["sweep"]) == root
              or os.path.abspath(r["sweep"]) == root}
     found = spots.verdicts(refined, best, spreads)
@@ -165,7 +181,7 @@ def refined_lines(folder, rows, best, spreads):
         lines.append(f"| ({point[0]:g}, {point[1]:g}) | {before:.2f} | {row['objective_nats']:.2f} | "
                      f"{100 * (row['objective_nats'] / before - 1):+.1f}% | {ref:.2f} | "
                      f"{100 * (row['objective_nats'] / ref - 1):+.1f}% |")
-    return lines + ["", *spots.verdict_lines(folder, found)]
+    return lines + ["", *spots.verdict_lines(folder, found)], cost
 
 
 def _run_of(folder, row):
@@ -214,7 +230,6 @@ def main():
             kept[sweep] = {"config": io_utils.read_json(os.path.join(model_run(sweep), "config.json")),
                            "train_seconds": io_utils.read_json(os.path.join(model_run(sweep), "train_result.json"))
                            ["train_seconds"]}
-    io_utils.write_json_atomic(os.path.join(folder, MODELS), {s: kept[s] for s in args.change if s in kept})
     spots.write_csv(os.path.join(folder, "spots.csv"), rows)
     best, spreads = spots.references(rows, args.reference), spots.seed_spreads(rows, args.seeds)
     lines = pages.header("conditional_changes.py", "The beta-conditional model against converged separate "
@@ -236,7 +251,13 @@ def main():
                   "K epochs with its FiLM condition held at the point (`--refine_epochs=K`); its cost is K epochs "
                   "of one separate model per point, on top of the conditional model's training.", ""]
         for refined in args.refined:
-            lines += refined_lines(refined, rows, best, spreads)
+            kept_cost = kept.get(refined, {}).get("cost") or earlier_cost(args.out, refined)
+            more, cost = refined_lines(refined, rows, best, spreads, kept_cost)
+            lines += more
+            if cost:
+                kept[refined] = {"cost": cost}
+    io_utils.write_json_atomic(os.path.join(folder, MODELS),
+                               {s: kept[s] for s in args.change + args.refined if s in kept})
     io_utils.write_text_atomic(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out} and {folder}/spots.csv")
 
