@@ -23,8 +23,19 @@ at the 9 spot points, judged against the best known separately trained model per
         --data_dir=../shared/data --architecture=conv --channels=32 --epochs=60 --learning_rate=2e-3 \\
         --lr_schedule=cosine --threads=2 --test_every_epochs=5 \\
         --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000
+    python -m launch.sweep --root=sweeps/mnist_conditional_120ep_c32_lr2e-3_cosine_range0.05-20 --conditional \\
+        --balance_betas --beta_range=0.05,20 --betas_1=0.1,1,10 --betas_2=0.1,1,10 --dataset=binary_mnist \\
+        --data_dir=../shared/data --architecture=conv --channels=32 --epochs=120 --learning_rate=2e-3 \\
+        --lr_schedule=cosine --threads=1 --test_every_epochs=5 \\
+        --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000
+    python -m launch.sweep --root=sweeps/mnist_conditional_60ep_c48_z512_lr2e-3_cosine_range0.05-20 --conditional \\
+        --balance_betas --beta_range=0.05,20 --betas_1=0.1,1,10 --betas_2=0.1,1,10 --dataset=binary_mnist \\
+        --data_dir=../shared/data --architecture=conv --channels=48 --latent_dims=512,20 --epochs=60 \\
+        --learning_rate=2e-3 --lr_schedule=cosine --threads=1 --test_every_epochs=5 \\
+        --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000
     for r in mnist_conditional_100ep_lr4e-3_cosine mnist_conditional_60ep_c32_lr2e-3_cosine \\
-            mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20; do
+            mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20 mnist_conditional_120ep_c32_lr2e-3_cosine_range0.05-20 \\
+            mnist_conditional_60ep_c48_z512_lr2e-3_cosine_range0.05-20; do
         python -m evaluation.aggregate --root=sweeps/$r; done
     python docs/results/conditional_changes.py --rows=docs/results/conditional_changes/spots.csv \\
         --reference=sweeps/mnist_spots_100ep --reference=sweeps/mnist_spots_seeds \\
@@ -35,6 +46,8 @@ at the 9 spot points, judged against the best known separately trained model per
         --change=sweeps/mnist_conditional_60ep_balance_prefilm --change=sweeps/mnist_conditional_100ep_lr4e-3_cosine \\
         --change=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine --change=sweeps/mnist_map \\
         --change=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20 \\
+        --change=sweeps/mnist_conditional_120ep_c32_lr2e-3_cosine_range0.05-20 \\
+        --change=sweeps/mnist_conditional_60ep_c48_z512_lr2e-3_cosine_range0.05-20 \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_1epochs \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_2epochs \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_5epochs \\
@@ -52,7 +65,9 @@ mnist_spots_warmup_100ep.md, run from ~/hvae_runs. `sweeps/mnist_map` is the 21x
 (docs/results/conditional.py's first command: the 60ep_c32_lr2e-3_cosine change's recipe trained again, without
 --threads=1), read at its 9 spot points; the range0.05-20 change is that recipe trained for betas in 0.05..20
 instead of 0.1..10 (so that the spot points at beta = 10 are not at the edge of what it trains on), run from
-~/hvae_runs. Refinement: the balance model's points at its own Adam 3e-4, the 32-channel model's (one epoch) at
+~/hvae_runs. On that recipe, two single changes: twice the epochs (120; the warm-up is 20% of them), and 48 instead
+of 32 channels with z1 kept at 512 dimensions (4x4x32; the default would grow it with the channels), run side by
+side from ~/hvae_runs with --data_dir=/work/shared/data (code of commit 6a1ee10). Refinement: the balance model's points at its own Adam 3e-4, the 32-channel model's (one epoch) at
 its 2e-3, and the map's at 3e-4 by
 
     for K in 1 2 5; do python -m launch.sweep ...the map's command in conditional.py, with \\
