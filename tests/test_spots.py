@@ -30,6 +30,12 @@ def test_verdicts_of_known_rows_follow_the_tolerances():
     assert verdict(objective=99.9)["objective_nats"]["ok"]  # +1.9 within 2% of 98 (1.96)
     assert not verdict(objective=100.0)["objective_nats"]["ok"]
     assert verdict(objective=50.0)["objective_nats"]["ok"]  # lower always passes
+    assert verdict(objective=50.0)["objective_nats"]["below"] and not verdict(objective=97.0)["objective_nats"]["below"]
+    lines = spots.verdict_lines("cond", spots.verdicts([row(p, "conditional", objective=50.0)], best))
+    assert "50 / 98 (±2) ok, lower" in lines[2] and "lower than the reference's by more than the tolerance at 1 of " \
+        "them ((1, 1))" in lines[-2], lines
+    assert "lower than" not in spots.verdict_lines("cond", spots.verdicts([row(p, "conditional", objective=97.0)],
+                                                                           best))[-2]
     assert verdict(r1=5.99)["rate_nats_z1"]["ok"] and not verdict(r1=6.01)["rate_nats_z1"]["ok"]  # 1 nat floor
     assert verdict(r1=4.01)["rate_nats_z1"]["ok"] and not verdict(r1=3.99)["rate_nats_z1"]["ok"]
     assert verdict(r2=43.9)["rate_nats_z2"]["ok"] and not verdict(r2=44.1)["rate_nats_z2"]["ok"]  # 10% of 40
