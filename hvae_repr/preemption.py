@@ -8,8 +8,9 @@ stop a program at its next safe point instead of wherever it happens to be.
 Training checks after every step (and writes a checkpoint first), the evaluation between its stages,
 the sweep launcher forwards the signal to its points' processes. `exit_on_interrupt` turns Interrupted
 into its one line on stderr and the conventional exit status, 128 + the signal: 143 for SIGTERM, 130
-for SIGINT. A second SIGINT stops at once (KeyboardInterrupt), as Ctrl-C always did; a repeated
-SIGTERM is ignored (a job's processes may get it both from the scheduler and from their launcher).
+for SIGINT. A second SIGINT stops at once (KeyboardInterrupt), as Ctrl-C always did (not where
+`deferred` records it as another signal); a repeated SIGTERM is ignored (a job's processes may get it
+both from the scheduler and from their launcher).
 Handlers can only be set in the main thread; elsewhere `deferred` does nothing.
 """
 import contextlib
@@ -60,19 +61,26 @@ def _handler(signum, frame):
 
 
 @contextlib.contextmanager
-def deferred(on_signal=None, record_as=None):
+def deferred(on_signal=None, record_as=None, signals=SIGNALS):
     """Records SIGTERM and SIGINT inside the block instead of dying (nested blocks share one record).
-    on_signal(signum) is called at each signal (the sweep launcher forwards it to its points). record_as
-    (the outermost block's): every signal counts as this one (a Ray task hears its cancel as SIGINT and
-    passes it on to its point as SIGTERM, which a point ignores when it is repeated)."""
+    on_signal(signum) is called at each signal (the sweep launcher forwards it to its points). The outermost
+    block's `signals` are the ones it takes over (the others keep their handlers), and with record_as each
+    of them counts as that one: a Ray task takes over only SIGINT, the form of Ray's cancel, and passes it on
+    to its point as SIGTERM (which a point ignores when it is repeated), leaving Ray's own SIGTERM handler
+    (the worker exits, and Ray retries the task) in place."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     if _state["depth"] == 0:
-        _state["previous"] = {s: signal.getsignal(s) for s in SIGNALS}
+        _state["previous"] = {s: signal.getsignal(s) for s in signals}
         _state["received"], _state["record_as"] = [], record_as
-        for s in SIGNALS:
-            signal.signal(s, _handler)
+        try:
+            for s in signals:
+                signal.signal(s, _handler)
+        except BaseException:  # a signal between two of them (KeyboardInterrupt): leave none of ours behind
+            for s, previous in _state["previous"].items():
+                signal.signal(s, previous)
+            raise
     _state["depth"] += 1
     if on_signal is not None:
         _state["listeners"].append(on_signal)

@@ -12,7 +12,7 @@ point that fails for its own reasons (launch.point's exit status 1: bad settings
 returns "failed" normally and is not retried.
 
 A SIGTERM or SIGINT of the launcher is forwarded to the running points (the local engine; the Ray
-engine cancels its tasks, which pass it on), which write a checkpoint and exit 143 / 130:
+engine cancels its tasks, which pass it on as SIGTERM), which write a checkpoint and exit 143 / 130:
 "interrupted", neither failed nor retried; points not started yet are "not_started".
 """
 import concurrent.futures
@@ -44,7 +44,6 @@ class Job(NamedTuple):
     launch: str = ""  # the id of the launch running it (its attempt lines in RUN/sweep.log carry it)
 
 
-CANCEL_RESEND_SECONDS = 5.0  # how often a cancelled Ray task that has not ended is cancelled again
 RAY_MAX_RETRIES = 3  # Ray task retries after a system failure (a lost node or a killed worker)
 ATTEMPT = re.compile(r"^\[launch (\S+)\] attempt on node (\S+) \(host (\S+), pid (\d+)\)$")
 
@@ -128,8 +127,9 @@ def run_job(job, node="local"):
 
 
 def _wait(child):
-    """The child's exit status. Polled, so that the signal handlers (hvae_repr.preemption) run while it
-    trains: Python runs them between bytecodes of the main thread, which a wait in waitpid would block."""
+    """The child's exit status. Polled: Ray's cancel of a task is a simulated SIGINT (a flag, no signal), whose
+    handler (hvae_repr.preemption) Python runs between bytecodes of the main thread, which a wait blocked in
+    waitpid would only reach when the point had finished."""
     while child.poll() is None:
         time.sleep(0.2)
     return child.returncode
@@ -198,12 +198,19 @@ def resumed_from(job):
 
 def _ray_job(job):
     """A Ray task: timed_job on the node Ray chose, named by its node id. Ray cancels a running task with a
-    simulated SIGINT in the worker's main thread (_thread.interrupt_main), wherever the task is: recorded as
-    a SIGTERM (hvae_repr.preemption), it stops the point as the local engine's forwarded SIGTERM does,
-    whether it comes before the point starts (not_started), while it starts or while it trains."""
+    simulated SIGINT in the worker's main thread (_thread.interrupt_main): recorded as a SIGTERM
+    (hvae_repr.preemption), it stops the point as the local engine's forwarded SIGTERM does, whether it comes
+    before the point starts (not_started), while it starts or while it trains. (One that comes before this
+    block or after it ends the task in Ray's TaskCancelledError: see RayCluster.results.) A SIGTERM of the
+    worker keeps Ray's handler: the worker exits and Ray runs the task again (RAY_MAX_RETRIES)."""
     import ray
-    with preemption.deferred(forward_signal, record_as=signal.SIGTERM):
+    with cancel_as_sigterm():
         return timed_job(job, node=ray.get_runtime_context().get_node_id())
+
+
+def cancel_as_sigterm():
+    """The block of a Ray task: SIGINT (Ray's cancel) recorded as SIGTERM and forwarded to the point."""
+    return preemption.deferred(forward_signal, record_as=signal.SIGTERM, signals=(signal.SIGINT,))
 
 
 class RayCluster:
@@ -246,23 +253,21 @@ class RayCluster:
     def results(self, refs, on_error, on_result=None, on_cancel=None):
         """The result of each ref, in order; on_result(i, result) is called as each task ends. A task that
         failed for good (its retries spent) gives on_error(i, error) instead. Polled: after a SIGTERM or
-        SIGINT of the launcher (hvae_repr.preemption) the tasks left are cancelled (a running point is then
-        sent SIGTERM and writes its checkpoint, _ray_job), and each that ends in an error of Ray then gives
-        on_cancel(i); the cancel is sent again every few seconds until every task has ended, in case one
-        missed its task (harmless where it did not: a point ignores a repeated SIGTERM)."""
+        SIGINT of the launcher (hvae_repr.preemption) the tasks left are cancelled once (a running point is
+        then sent SIGTERM and writes its checkpoint, _ray_job; Ray itself retries a cancel that found its
+        task not yet running), and each that then ends in an error of Ray gives on_cancel(i)."""
         out, index, waiting, cancelled = {}, {ref: i for i, ref in enumerate(refs)}, list(refs), False
         while waiting:
-            ready, waiting = self.ray.wait(waiting, num_returns=len(waiting) if cancelled else 1,
-                                           timeout=CANCEL_RESEND_SECONDS if cancelled else 1.0)
+            ready, waiting = self.ray.wait(waiting, num_returns=1, timeout=1.0)
             for ref in ready:
                 i = index[ref]
                 try:
-                    out[i] = self.ray.get(ref)  # a cancelled point that ended on its own, or stopped
+                    out[i] = self.ray.get(ref)  # after a cancel: a point that stopped, or ended on its own
                 except self.ray.exceptions.RayError as e:
                     out[i] = on_cancel(i) if cancelled else on_error(i, e)
                 if on_result:
                     on_result(i, out[i])
-            if waiting and on_cancel and (cancelled or preemption.received()):
+            if waiting and on_cancel and not cancelled and preemption.received():
                 cancelled = True
                 for ref in waiting:
                     self.ray.cancel(ref)
