@@ -33,9 +33,17 @@ at the 9 spot points, judged against the best known separately trained model per
         --data_dir=../shared/data --architecture=conv --channels=48 --latent_dims=512,20 --epochs=60 \\
         --learning_rate=2e-3 --lr_schedule=cosine --threads=1 --test_every_epochs=5 \\
         --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000
+    for c_epochs in 48,120 64,60; do python -m launch.sweep \\
+        --root=sweeps/mnist_conditional_${c_epochs#*,}ep_c${c_epochs%,*}_z512_lr2e-3_cosine_range0.05-20 --conditional \\
+        --balance_betas --beta_range=0.05,20 --betas_1=0.1,1,10 --betas_2=0.1,1,10 --dataset=binary_mnist \\
+        --data_dir=../shared/data --architecture=conv --channels=${c_epochs%,*} --latent_dims=512,20 \\
+        --epochs=${c_epochs#*,} --learning_rate=2e-3 --lr_schedule=cosine --threads=1 --test_every_epochs=5 \\
+        --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000 & done; wait
     for r in mnist_conditional_100ep_lr4e-3_cosine mnist_conditional_60ep_c32_lr2e-3_cosine \\
             mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20 mnist_conditional_120ep_c32_lr2e-3_cosine_range0.05-20 \\
-            mnist_conditional_60ep_c48_z512_lr2e-3_cosine_range0.05-20; do
+            mnist_conditional_60ep_c48_z512_lr2e-3_cosine_range0.05-20 \\
+            mnist_conditional_120ep_c48_z512_lr2e-3_cosine_range0.05-20 \\
+            mnist_conditional_60ep_c64_z512_lr2e-3_cosine_range0.05-20; do
         python -m evaluation.aggregate --root=sweeps/$r; done
     python docs/results/conditional_changes.py --rows=docs/results/conditional_changes/spots.csv \\
         --reference=sweeps/mnist_spots_100ep --reference=sweeps/mnist_spots_seeds \\
@@ -48,6 +56,8 @@ at the 9 spot points, judged against the best known separately trained model per
         --change=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20 \\
         --change=sweeps/mnist_conditional_120ep_c32_lr2e-3_cosine_range0.05-20 \\
         --change=sweeps/mnist_conditional_60ep_c48_z512_lr2e-3_cosine_range0.05-20 \\
+        --change=sweeps/mnist_conditional_120ep_c48_z512_lr2e-3_cosine_range0.05-20 \\
+        --change=sweeps/mnist_conditional_60ep_c64_z512_lr2e-3_cosine_range0.05-20 \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_1epochs \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_2epochs \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_5epochs \\
@@ -67,8 +77,9 @@ mnist_spots_warmup_100ep.md, run from ~/hvae_runs. `sweeps/mnist_map` is the 21x
 instead of 0.1..10 (so that the spot points at beta = 10 are not at the edge of what it trains on), run from
 ~/hvae_runs. On that recipe, two single changes: twice the epochs (120; the warm-up is 20% of them), and 48 instead
 of 32 channels with z1 kept at 512 dimensions (4x4x32; the default would grow it with the channels), run side by
-side from ~/hvae_runs with --data_dir=/work/shared/data (code of commit 6a1ee10). Refinement: the balance model's points at its own Adam 3e-4, the 32-channel model's (one epoch) at
-its 2e-3, and the map's at 3e-4 by
+side from ~/hvae_runs with --data_dir=/work/shared/data (code of commit 6a1ee10); then, the same way, both
+together (48 channels, 120 epochs) and 64 channels (60 epochs): the loop after them. Refinement: the balance
+model's points at its own Adam 3e-4, the 32-channel model's (one epoch) at its 2e-3, and the map's at 3e-4 by
 
     for K in 1 2 5; do python -m launch.sweep ...the map's command in conditional.py, with \\
             --betas_1=0.1,1,10 --betas_2=0.1,1,10... --refine_epochs=$K --refine_learning_rate=3e-4 --workers=2
