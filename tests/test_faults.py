@@ -380,16 +380,21 @@ def test_a_sigterm_stops_a_sweep_its_running_point_checkpoints_and_a_rerun_finis
     assert first.is_trained
 
 
+class RecordingChild:
+    """A point process as engines.forward_signal sees it: it records each signal it is sent."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send_signal(self, signum):
+        self.sent.append(signum)
+
+
 def test_a_point_is_not_started_after_a_signal_and_forwarding_counts_each_signal(tmp_path, monkeypatch):
     from launch import engines
     job = engines.Job(index=1, workdir=str(tmp_path / "later"), argv=(), threads=1)
 
-    class Child:
-        sent = []
-
-        def send_signal(self, signum):
-            self.sent.append(signum)
-    child = Child()
+    child = RecordingChild()
     with preemption.deferred(engines.forward_signal):
         engines._children[child] = {}
         try:
@@ -409,12 +414,7 @@ def test_a_ray_tasks_cancel_reaches_its_point_as_sigterm_wherever_the_task_is(tm
     import _thread
     from launch import engines
 
-    class Child:
-        sent = []
-
-        def send_signal(self, signum):
-            self.sent.append(signum)
-    child = Child()
+    child = RecordingChild()
     job = engines.Job(index=1, workdir=str(tmp_path / "later"), argv=(), threads=1)
     before, sigterm = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with engines.cancel_as_sigterm():

@@ -95,10 +95,10 @@ results.csv, the models' config.json and train_result.json (evaluation/spots.py 
 A sweep whose folder is gone (an earlier session's) is read from the spots.csv that an earlier run of this
 page wrote (--rows=docs/results/conditional_changes/spots.csv): its rows are kept there by the sweep's
 name, and each change's model (its config.json and training seconds) and each refined folder's cost line in
-conditional_changes/models.json (a cost line not there yet is read from the page this run replaces),
-so a new change can be judged against the references without retraining them: the next entry is the
-generator's command above with one more --change (the base, balance and prefilm models' config.json were not kept,
-so their entries say so; from the 100-epoch cosine model on, models.json keeps them).
+conditional_changes/models.json, so a new change can be judged against the references without retraining
+them: the next entry is the generator's command above with one more --change (the base, balance and prefilm
+models' config.json were not kept, so their entries say so; from the 100-epoch cosine model on, models.json keeps
+them).
 """
 import argparse
 import os
@@ -160,19 +160,6 @@ def change_lines(name, rows, best, spreads, config, before, train_seconds, first
         lines.append(f"- objective against the reference, over the {len(gaps)} points with one: mean "
                      f"{100 * np.mean(gaps):+.1f}%, worst {100 * max(gaps):+.1f}%, best {100 * min(gaps):+.1f}%")
     return lines + ["", *spots.verdict_lines(name, found)]
-
-
-def earlier_cost(page, folder):
-    """The cost line that an earlier run of this page printed for a refined folder (before models.json kept
-    it), or None."""
-    if not os.path.isfile(page):
-        return None
-    with open(page) as f:
-        lines = f.read().splitlines()
-    for i, line in enumerate(lines[:-2]):
-        if line == f"## `{folder}`" and lines[i + 2].startswith("- ") and "; training seconds" in lines[i + 2]:
-            return lines[i + 2].split("; ", 1)[1]
-    return None
 
 
 def refined_lines(folder, rows, best, spreads, kept_cost):
@@ -277,8 +264,7 @@ def main():
                   "K epochs with its FiLM condition held at the point (`--refine_epochs=K`); its cost is K epochs "
                   "of one separate model per point, on top of the conditional model's training.", ""]
         for refined in args.refined:
-            kept_cost = kept.get(refined, {}).get("cost") or earlier_cost(args.out, refined)
-            more, cost = refined_lines(refined, rows, best, spreads, kept_cost)
+            more, cost = refined_lines(refined, rows, best, spreads, kept.get(refined, {}).get("cost"))
             lines += more
             if cost:
                 kept[refined] = {"cost": cost}
