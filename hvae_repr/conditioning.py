@@ -26,18 +26,25 @@ def normalized_log_betas(betas, beta_range):
     return (tf.math.log(tf.convert_to_tensor(betas, tf.float32)) - centre) / half_width
 
 
-def sample_betas(batch, num_layers, beta_range, seed):
-    """[batch, num_layers] betas, each drawn log-uniformly in beta_range (stateless, from `seed`)."""
+def sample_betas(batch, num_layers, beta_range, seed, tilt=0.0):
+    """[batch, num_layers] betas drawn independently in beta_range (stateless, from `seed`): log-uniformly, or
+    with `tilt` a != 0 with density proportional to exp(a u) over the normalized log beta u in [-1, 1] (a > 0
+    draws high betas more often: the density at the range's top is exp(2 a) times that at its bottom)."""
     low, high = (math.log(b) for b in beta_range)
-    return tf.exp(tf.random.stateless_uniform((batch, num_layers), seed, minval=low, maxval=high))
+    if not tilt:
+        return tf.exp(tf.random.stateless_uniform((batch, num_layers), seed, minval=low, maxval=high))
+    # the inverse of the tilted density's CDF, (exp(a (u + 1)) - 1) / (exp(2 a) - 1), at a uniform draw
+    fraction = tf.math.log1p(tf.random.stateless_uniform((batch, num_layers), seed) * math.expm1(2.0 * tilt)) \
+        / (2.0 * tilt)
+    return tf.exp(low + (high - low) * fraction)
 
 
-def training_betas(batch, num_layers, beta_range, seed, fixed=None):
+def training_betas(batch, num_layers, beta_range, seed, fixed=None, tilt=0.0):
     """The betas [batch, num_layers] of a training batch: drawn (sample_betas), or `fixed` ([L]) for every
     example (TrainConfig.fixed_condition: a conditional model refined at one point)."""
     if fixed is not None:
         return tf.broadcast_to(tf.constant(fixed, tf.float32)[None], (batch, num_layers))
-    return sample_betas(batch, num_layers, beta_range, seed)
+    return sample_betas(batch, num_layers, beta_range, seed, tilt)
 
 
 class Sites:

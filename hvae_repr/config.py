@@ -43,6 +43,9 @@ class ModelConfig:
     beta_range: tuple = setting((0.1, 10.0), "LOW,HIGH: the betas a conditional model is trained for (the paper's "
                                              "grid spans 0.1,10), and the range --target_rates keeps its betas in.",
                                 item=float)
+    beta_tilt: float = setting(0.0, "How a conditional model draws its training betas in --beta_range: 0 = "
+                                    "log-uniformly; a != 0 = density proportional to exp(a u) over the normalized "
+                                    "log beta u in [-1, 1] (a > 0 draws high betas exp(2 a) times as often as low).")
     input_shape: tuple = ()  # from the data set; not a flag
 
     def __post_init__(self):
@@ -55,6 +58,11 @@ class ModelConfig:
         if self.film_placement != MODEL_DEFAULTS["film_placement"] and not self.conditional_betas:
             raise ValueError(f"--film_placement={self.film_placement} places the FiLM of a beta-conditional model; "
                              "add --conditional_betas (an ordinary model has none)")
+        object.__setattr__(self, "beta_tilt", float(self.beta_tilt))
+        if self.beta_tilt and not (self.conditional_betas and math.isfinite(self.beta_tilt)):
+            raise ValueError(f"--beta_tilt={self.beta_tilt:g} tilts how a beta-conditional model draws its training "
+                             "betas; it must be finite and needs --conditional_betas (an ordinary model trains at "
+                             "--betas)")
         dims = tuple(int(d) for d in self.latent_dims) or choices.ARCHITECTURES[self.architecture].default_latent_dims(self)
         object.__setattr__(self, "latent_dims", dims)
         if min(dims) < 1:
@@ -261,7 +269,7 @@ LATER_SETTINGS = {"target_rates": "target_rates", "target_dual_step": "target_ra
 
 # Model settings added later: in the hash only when they differ from their default, so that the runs
 # named before keep their names.
-LATER_MODEL_SETTINGS = ("film_placement",)
+LATER_MODEL_SETTINGS = ("film_placement", "beta_tilt")
 MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
 # The same for training settings.
 LATER_TRAIN_SETTINGS = ("lr_schedule",)

@@ -57,15 +57,16 @@ def training_objective(model, x, noise_seed, betas_seed, betas, temperature, fix
     """(loss to differentiate, summarize's batch means) of one training batch x (call it under the tape).
 
     betas [L] weight the rates. A beta-conditional model instead draws every example's own betas from
-    betas_seed (log-uniformly in its beta range, hvae_repr.conditioning; `fixed_betas` [L] for every example
+    betas_seed (in its beta range, log-uniformly or tilted: hvae_repr.conditioning; `fixed_betas` [L] for every example
     with TrainConfig.fixed_condition), conditions its networks on them and weights each example's rates by
     them, times `betas` (the warm-up factor). With `balance` (a loss_balance.ObjectiveTable) each example's
     objective is divided by the running mean at its betas; the logged loss stays the plain mean.
     all_reduce: a sum across replicas, for the table (None: one device)."""
     condition, weights = None, betas
     if model.conditional:
-        condition = conditioning.training_betas(x.shape[0], model.num_layers, model.model_config.beta_range,
-                                                betas_seed, fixed_betas)
+        mc = model.model_config
+        condition = conditioning.training_betas(x.shape[0], model.num_layers, mc.beta_range, betas_seed,
+                                                fixed_betas, mc.beta_tilt)
         weights = condition * betas  # [B, L]: each example's rates weighted by its own betas
     terms = model.terms(x, noise_seed, training=True, temperature=temperature, betas=condition)
     weights = tf.unstack(weights, axis=-1)

@@ -34,6 +34,19 @@ def test_betas_are_drawn_log_uniformly_in_the_range():
     assert np.allclose(conditioning.normalized_log_betas([0.1, 1.0, 10.0], (0.1, 10.0)), [-1, 0, 1], atol=1e-6)
 
 
+def test_a_tilt_draws_the_betas_with_density_proportional_to_exp_of_tilt_times_the_normalized_log_beta():
+    a = 1.0
+    betas = conditioning.sample_betas(40000, 2, (0.1, 10.0), tf.constant([3, 4]), tilt=a).numpy()
+    assert betas.min() >= 0.1 and betas.max() <= 10.0
+    u = np.log10(betas)  # normalized log beta in [-1, 1]
+    counts, edges = np.histogram(u, bins=4, range=(-1, 1))
+    expected = np.diff(np.exp(a * edges)) / (np.exp(a) - np.exp(-a))  # the density's mass per bin
+    assert np.allclose(counts / counts.sum(), expected, atol=0.01)  # (0.10, 0.17, 0.28, 0.46)
+    assert abs(np.corrcoef(u.T)[0, 1]) < 0.03
+    with pytest.raises(ValueError, match="--beta_tilt=0.5 .* needs --conditional_betas"):
+        train_config(dataset="digits", beta_tilt=0.5)
+
+
 def test_loss_balance_weighs_each_example_by_the_inverse_running_mean_objective_of_its_cell():
     from hvae_repr import loss_balance
     table = loss_balance.ObjectiveTable(2, (0.1, 10.0))
