@@ -39,11 +39,19 @@ at the 9 spot points, judged against the best known separately trained model per
         --data_dir=../shared/data --architecture=conv --channels=${c_epochs%,*} --latent_dims=512,20 \\
         --epochs=${c_epochs#*,} --learning_rate=2e-3 --lr_schedule=cosine --threads=1 --test_every_epochs=5 \\
         --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000 & done; wait
+    for a in 1 0.5; do python -m launch.sweep \\
+        --root=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20_tilt$a --conditional \\
+        --balance_betas --beta_range=0.05,20 --beta_tilt=$a --betas_1=0.1,1,10 --betas_2=0.1,1,10 \\
+        --dataset=binary_mnist --data_dir=../shared/data --architecture=conv --channels=32 --epochs=60 \\
+        --learning_rate=2e-3 --lr_schedule=cosine --threads=1 --test_every_epochs=5 \\
+        --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000 & done; wait
     for r in mnist_conditional_100ep_lr4e-3_cosine mnist_conditional_60ep_c32_lr2e-3_cosine \\
             mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20 mnist_conditional_120ep_c32_lr2e-3_cosine_range0.05-20 \\
             mnist_conditional_60ep_c48_z512_lr2e-3_cosine_range0.05-20 \\
             mnist_conditional_120ep_c48_z512_lr2e-3_cosine_range0.05-20 \\
-            mnist_conditional_60ep_c64_z512_lr2e-3_cosine_range0.05-20; do
+            mnist_conditional_60ep_c64_z512_lr2e-3_cosine_range0.05-20 \\
+            mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20_tilt1 \\
+            mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20_tilt0.5; do
         python -m evaluation.aggregate --root=sweeps/$r; done
     python docs/results/conditional_changes.py --rows=docs/results/conditional_changes/spots.csv \\
         --reference=sweeps/mnist_spots_100ep --reference=sweeps/mnist_spots_seeds \\
@@ -58,6 +66,8 @@ at the 9 spot points, judged against the best known separately trained model per
         --change=sweeps/mnist_conditional_60ep_c48_z512_lr2e-3_cosine_range0.05-20 \\
         --change=sweeps/mnist_conditional_120ep_c48_z512_lr2e-3_cosine_range0.05-20 \\
         --change=sweeps/mnist_conditional_60ep_c64_z512_lr2e-3_cosine_range0.05-20 \\
+        --change=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20_tilt1 \\
+        --change=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20_tilt0.5 \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_1epochs \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_2epochs \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_5epochs \\
@@ -78,7 +88,10 @@ instead of 0.1..10 (so that the spot points at beta = 10 are not at the edge of 
 ~/hvae_runs. On that recipe, two single changes: twice the epochs (120; the warm-up is 20% of them), and 48 instead
 of 32 channels with z1 kept at 512 dimensions (4x4x32; the default would grow it with the channels), run side by
 side from ~/hvae_runs with --data_dir=/work/shared/data (code of commit 6a1ee10); then, the same way, both
-together (48 channels, 120 epochs) and 64 channels (60 epochs): the loop after them. Refinement: the balance
+together (48 channels, 120 epochs) and 64 channels (60 epochs): the loop after them. Last, the range0.05-20 recipe
+with its training betas drawn with more weight at the top of the range (--beta_tilt=1 and 0.5: density
+proportional to exp(a u) over the normalized log beta u, so that the (10, 10) corner is drawn 3.5 and 2 times as
+often), side by side the same way (code of commit 67255e8). Refinement: the balance
 model's points at its own Adam 3e-4, the 32-channel model's (one epoch) at its 2e-3, and the map's at 3e-4 by
 
     for K in 1 2 5; do python -m launch.sweep ...the map's command in conditional.py, with \\
