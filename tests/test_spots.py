@@ -174,7 +174,7 @@ def test_the_change_log_names_what_changed_and_judges_each_change_from_result_fi
     runpy.run_path(os.path.join(REPO, "docs", "results", "conditional_changes.py"), run_name="__main__")
     page = out.read_text()
     # The second entry names the one setting that changed (the thread count does not change the model).
-    assert "changed from the previous entry: balance_betas: False -> True\n" in page
+    assert f"changed from `{tmp_path / 'base'}` (the closest earlier entry): balance_betas: False -> True\n" in page
     assert "10.0 minutes" in page and "11.0 minutes" in page
     # Objectives: 95 and 91.5 against the reference's 91: +4.4% (off) and +0.5% (within 2%).
     assert "mean +4.4%" in page and "mean +0.5%" in page
@@ -195,7 +195,8 @@ def test_the_change_log_names_what_changed_and_judges_each_change_from_result_fi
     _write_sweep(str(tmp_path / "wider"), "conditional", {spot: (14.0, 19.0, 57.0, 17.9, 0.87)})
     model = tmp_path / "wider" / "model"
     config = json.load(open(model / "config.json"))
-    json.dump(dict(config, balance_betas=True, model=dict(config["model"], hidden_units=512)),
+    # Made on base's recipe, not balance's: the log names it against base (one setting), not the entry before.
+    json.dump(dict(config, balance_betas=False, model=dict(config["model"], hidden_units=512)),
               open(model / "config.json", "w"))
     json.dump({"train_seconds": 720.0}, open(model / "train_result.json", "w"))
     again = tmp_path / "again.md"
@@ -205,8 +206,10 @@ def test_the_change_log_names_what_changed_and_judges_each_change_from_result_fi
                                       f"--rows={tmp_path / 'changes' / 'spots.csv'}", f"--out={again}"])
     runpy.run_path(os.path.join(REPO, "docs", "results", "conditional_changes.py"), run_name="__main__")
     page = again.read_text()
-    assert "changed from the previous entry: balance_betas: False -> True\n" in page  # from models.json
-    assert "changed from the previous entry: hidden_units: (not in its config.json: the default) -> 512\n" in page
+    base = tmp_path / "base"
+    assert f"changed from `{base}` (the closest earlier entry): balance_betas: False -> True\n" in page  # models.json
+    assert f"changed from `{base}` (the closest earlier entry): hidden_units: (not in its config.json: the default) " \
+           "-> 512\n" in page
     # wider: 57 + 14 + 19 = 90 against the kept reference's 91 (-1.1%); balance's +0.5% as before.
     assert "12.0 minutes" in page and "mean +0.5%" in page and "mean -1.1%" in page
     # The refined folder is gone too: its cost line comes from models.json.

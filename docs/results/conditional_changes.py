@@ -101,8 +101,9 @@ model's points at its own Adam 3e-4, the 32-channel model's (one epoch) at its 2
 (the balance model's: `--refine_epochs=$K --workers=2` added to its --change command). The map and its
 refinements were run from ~/hvae_runs with --data_dir=/work/shared/data.
 
-Each --change is compared with the one before it: what differs is read from the two conditional models'
-config.json, so the log names every setting that changed. Every number is read from the sweeps'
+Each --change is compared with the earlier entry closest to it (the fewest settings that differ, the latest of
+equals), so that a change made on an older recipe is named against that recipe: what differs is read from the
+two conditional models' config.json, so the log names every setting that changed. Every number is read from the sweeps'
 results.csv, the models' config.json and train_result.json (evaluation/spots.py computes the verdicts).
 
 A sweep whose folder is gone (an earlier session's) is read from the spots.csv that an earlier run of this
@@ -154,21 +155,32 @@ def differences(before, after):
             if a.get(k) != b.get(k)]
 
 
-def change_lines(name, rows, best, spreads, config, before, train_seconds, first):
-    """config (before: the previous entry's) and train_seconds are None for a model whose files were not kept."""
+def closest_earlier(config, earlier):
+    """(name, config) of the earlier entry whose model differs from `config` in the fewest settings (the latest of
+    equals), so that a change made on an older recipe is named against that recipe; None if none was kept."""
+    known = [(name, before) for name, before in earlier if before is not None]
+    return min(reversed(known), key=lambda entry: len(differences(entry[1], config)), default=None)
+
+
+def change_lines(name, rows, best, spreads, config, earlier, train_seconds):
+    """config and train_seconds are None for a model whose files were not kept; earlier: (name, config) of the
+    entries before it."""
     found = spots.verdicts(rows, best, spreads)
     gaps = [v["metrics"]["objective_nats"]["candidate"] / v["metrics"]["objective_nats"]["reference"] - 1
             for v in found.values()]
     if config is None:
-        what, training = "not known (this model's config.json was not kept)", (
+        what, training = "changed: not known (this model's config.json was not kept)", (
             f"{rows[0]['recipe'] if rows else 'not known'}; its training time was not kept")
     else:
-        what = ("the first model of the log" if first else "not known (the previous model's config.json was not "
-                "kept)" if before is None else "; ".join(differences(before, config)) or "nothing (a rerun)")
+        closest = closest_earlier(config, earlier)
+        what = ("changed: nothing to compare with (the first model of the log)" if not earlier else
+                "changed: not known (no earlier model's config.json was kept)" if closest is None else
+                f"changed from `{closest[0]}` (the closest earlier entry): "
+                + ("; ".join(differences(closest[1], config)) or "nothing (a rerun)"))
         training = (f"{spots.recipe(config)}, {train_seconds / 60:.1f} minutes (train_result.json's train_seconds, "
                     f"--threads={config.get('threads', 0)}; a time measured beside other runs on the same cores is "
                     "longer than alone)")
-    lines = [f"## `{name}`", "", f"- changed from the previous entry: {what}", f"- training: {training}"]
+    lines = [f"## `{name}`", "", f"- {what}", f"- training: {training}"]
     if gaps:
         lines.append(f"- objective against the reference, over the {len(gaps)} points with one: mean "
                      f"{100 * np.mean(gaps):+.1f}%, worst {100 * max(gaps):+.1f}%, best {100 * min(gaps):+.1f}%")
@@ -265,12 +277,12 @@ def main():
         "within 2% (or lower), rates within 10% or 1 nat, PSNR and the probe on z2 samples within 3% relative; "
         "where 3 seed standard deviations are wider they stand in (marked 'from seeds').", "",
         f"Every row: [{os.path.basename(folder)}/spots.csv]({os.path.basename(folder)}/spots.csv).", ""]
-    before = None
-    for index, sweep in enumerate(args.change):
+    logged = []  # (sweep, its model's config.json) of the entries so far
+    for sweep in args.change:
         model = kept.get(sweep, {"config": None, "train_seconds": None})
         lines += change_lines(sweep, [r for r in rows if r["sweep"] == sweep], best, spreads, model["config"],
-                              before, model["train_seconds"], first=index == 0)
-        before = model["config"]
+                              logged, model["train_seconds"])
+        logged.append((sweep, model["config"]))
     if args.refined:
         lines += ["# Refinement: each point fine-tuned at its fixed betas for K epochs", "",
                   "A refined point starts from the conditional model's weights (a fresh Adam, no warm-up) and trains "
