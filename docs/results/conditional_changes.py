@@ -45,13 +45,21 @@ at the 9 spot points, judged against the best known separately trained model per
         --dataset=binary_mnist --data_dir=../shared/data --architecture=conv --channels=32 --epochs=60 \\
         --learning_rate=2e-3 --lr_schedule=cosine --threads=1 --test_every_epochs=5 \\
         --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000 & done; wait
+    for c in 48 64; do python -m launch.sweep \\
+        --root=sweeps/mnist_conditional_60ep_c${c}_z512_lr2e-3_cosine_range0.05-20_tilt1 --conditional \\
+        --balance_betas --beta_range=0.05,20 --beta_tilt=1 --betas_1=0.1,1,10 --betas_2=0.1,1,10 \\
+        --dataset=binary_mnist --data_dir=../shared/data --architecture=conv --channels=$c --latent_dims=512,20 \\
+        --epochs=60 --learning_rate=2e-3 --lr_schedule=cosine --threads=1 --test_every_epochs=5 \\
+        --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000 & done; wait
     for r in mnist_conditional_100ep_lr4e-3_cosine mnist_conditional_60ep_c32_lr2e-3_cosine \\
             mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20 mnist_conditional_120ep_c32_lr2e-3_cosine_range0.05-20 \\
             mnist_conditional_60ep_c48_z512_lr2e-3_cosine_range0.05-20 \\
             mnist_conditional_120ep_c48_z512_lr2e-3_cosine_range0.05-20 \\
             mnist_conditional_60ep_c64_z512_lr2e-3_cosine_range0.05-20 \\
             mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20_tilt1 \\
-            mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20_tilt0.5; do
+            mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20_tilt0.5 \\
+            mnist_conditional_60ep_c48_z512_lr2e-3_cosine_range0.05-20_tilt1 \\
+            mnist_conditional_60ep_c64_z512_lr2e-3_cosine_range0.05-20_tilt1; do
         python -m evaluation.aggregate --root=sweeps/$r; done
     python docs/results/conditional_changes.py --rows=docs/results/conditional_changes/spots.csv \\
         --reference=sweeps/mnist_spots_100ep --reference=sweeps/mnist_spots_seeds \\
@@ -68,6 +76,8 @@ at the 9 spot points, judged against the best known separately trained model per
         --change=sweeps/mnist_conditional_60ep_c64_z512_lr2e-3_cosine_range0.05-20 \\
         --change=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20_tilt1 \\
         --change=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20_tilt0.5 \\
+        --change=sweeps/mnist_conditional_60ep_c48_z512_lr2e-3_cosine_range0.05-20_tilt1 \\
+        --change=sweeps/mnist_conditional_60ep_c64_z512_lr2e-3_cosine_range0.05-20_tilt1 \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_1epochs \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_2epochs \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_5epochs \\
@@ -91,7 +101,8 @@ side from ~/hvae_runs with --data_dir=/work/shared/data (code of commit 6a1ee10)
 together (48 channels, 120 epochs) and 64 channels (60 epochs): the loop after them. Last, the range0.05-20 recipe
 with its training betas drawn with more weight at the top of the range (--beta_tilt=1 and 0.5: density
 proportional to exp(a u) over the normalized log beta u, so that the (10, 10) corner is drawn 3.5 and 2 times as
-often), side by side the same way (code of commit 67255e8). Refinement: the balance
+often), side by side the same way (code of commit 67255e8); then --beta_tilt=1 on the 48- and 64-channel recipes
+(60 epochs, z1 at 512), side by side: the last loop of sweeps. Refinement: the balance
 model's points at its own Adam 3e-4, the 32-channel model's (one epoch) at its 2e-3, and the map's at 3e-4 by
 
     for K in 1 2 5; do python -m launch.sweep ...the map's command in conditional.py, with \\
