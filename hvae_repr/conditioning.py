@@ -31,7 +31,7 @@ def sample_betas(batch, num_layers, beta_range, seed, tilt=0.0):
     with `tilt` a != 0 with density proportional to exp(a u) over the normalized log beta u in [-1, 1] (a > 0
     draws high betas more often: the density at the range's top is exp(2 a) times that at its bottom)."""
     low, high = (math.log(b) for b in beta_range)
-    if not tilt:
+    if not tilt:  # the log-uniform draw, kept in its own form so that untilted runs draw what they always drew
         return tf.exp(tf.random.stateless_uniform((batch, num_layers), seed, minval=low, maxval=high))
     # the inverse of the tilted density's CDF, (exp(a (u + 1)) - 1) / (exp(2 a) - 1), at a uniform draw
     fraction = tf.math.log1p(tf.random.stateless_uniform((batch, num_layers), seed) * math.expm1(2.0 * tilt)) \
