@@ -51,6 +51,11 @@ at the 9 spot points, judged against the best known separately trained model per
         --dataset=binary_mnist --data_dir=../shared/data --architecture=conv --channels=$c --latent_dims=512,20 \\
         --epochs=60 --learning_rate=2e-3 --lr_schedule=cosine --threads=1 --test_every_epochs=5 \\
         --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000 & done; wait
+    python -m launch.sweep --root=sweeps/mnist_conditional_120ep_c64_z512_lr2e-3_cosine_range0.05-20_tilt1 \\
+        --conditional --balance_betas --beta_range=0.05,20 --beta_tilt=1 --betas_1=0.1,1,10 --betas_2=0.1,1,10 \\
+        --dataset=binary_mnist --data_dir=../shared/data --architecture=conv --channels=64 --latent_dims=512,20 \\
+        --epochs=120 --learning_rate=2e-3 --lr_schedule=cosine --threads=2 --test_every_epochs=5 \\
+        --eval_layers=top --eval_probe_names=logistic_regression --eval_num_generated=5000
     for r in mnist_conditional_100ep_lr4e-3_cosine mnist_conditional_60ep_c32_lr2e-3_cosine \\
             mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20 mnist_conditional_120ep_c32_lr2e-3_cosine_range0.05-20 \\
             mnist_conditional_60ep_c48_z512_lr2e-3_cosine_range0.05-20 \\
@@ -59,7 +64,8 @@ at the 9 spot points, judged against the best known separately trained model per
             mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20_tilt1 \\
             mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20_tilt0.5 \\
             mnist_conditional_60ep_c48_z512_lr2e-3_cosine_range0.05-20_tilt1 \\
-            mnist_conditional_60ep_c64_z512_lr2e-3_cosine_range0.05-20_tilt1; do
+            mnist_conditional_60ep_c64_z512_lr2e-3_cosine_range0.05-20_tilt1 \\
+            mnist_conditional_120ep_c64_z512_lr2e-3_cosine_range0.05-20_tilt1; do
         python -m evaluation.aggregate --root=sweeps/$r; done
     python docs/results/conditional_changes.py --rows=docs/results/conditional_changes/spots.csv \\
         --reference=sweeps/mnist_spots_100ep --reference=sweeps/mnist_spots_seeds \\
@@ -78,6 +84,7 @@ at the 9 spot points, judged against the best known separately trained model per
         --change=sweeps/mnist_conditional_60ep_c32_lr2e-3_cosine_range0.05-20_tilt0.5 \\
         --change=sweeps/mnist_conditional_60ep_c48_z512_lr2e-3_cosine_range0.05-20_tilt1 \\
         --change=sweeps/mnist_conditional_60ep_c64_z512_lr2e-3_cosine_range0.05-20_tilt1 \\
+        --change=sweeps/mnist_conditional_120ep_c64_z512_lr2e-3_cosine_range0.05-20_tilt1 \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_1epochs \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_2epochs \\
         --refined=sweeps/mnist_conditional_60ep_balance/refined_5epochs \\
