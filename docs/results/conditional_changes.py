@@ -109,7 +109,9 @@ together (48 channels, 120 epochs) and 64 channels (60 epochs): the loop after t
 with its training betas drawn with more weight at the top of the range (--beta_tilt=1 and 0.5: density
 proportional to exp(a u) over the normalized log beta u, so that the (10, 10) corner is drawn 3.5 and 2 times as
 often), side by side the same way (code of commit 67255e8); then --beta_tilt=1 on the 48- and 64-channel recipes
-(60 epochs, z1 at 512), side by side: the last loop of sweeps. Refinement: the balance
+(60 epochs, z1 at 512), side by side: the last loop of sweeps; then the 64-channel one for 120 epochs
+alone at --threads=2 (the command after that loop; stopped once and resumed from its checkpoint by the same
+command; code of commit 67255e8). Refinement: the balance
 model's points at its own Adam 3e-4, the 32-channel model's (one epoch) at its 2e-3, and the map's at 3e-4 by
 
     for K in 1 2 5; do python -m launch.sweep ...the map's command in conditional.py, with \\
